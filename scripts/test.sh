@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The project's test command (README: `npm test`). On a fresh machine it installs what the tests
+# need, builds, checks types and style, and runs the whole suite. Extra arguments go to vitest
+# (e.g. `npm test -- test/mvcc.test.ts`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: the real etcd 3.4 (differential tests) and etcdctl (real client).
+missing=()
+command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test: the tests need ${missing[*]}; run as root or install them: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "test: installing ${missing[*]} (apt-get)"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# npm dependencies (also builds dist/ through the prepare script).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+else
+  npm run build
+fi
+
+npx tsc -p tsconfig.json --noEmit
+npx biome check .
+
+report="$(mktemp -t lab-vitest-XXXXXX.json)"
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+# One plain closing line that any CI log reader understands.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
+' "$report" || true
+rm -f "$report"
+exit $status

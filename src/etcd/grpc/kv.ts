@@ -1,0 +1,170 @@
+import type * as grpc from "@grpc/grpc-js";
+import { EtcdError } from "../errors.js";
+import type { EtcdServer } from "../server/server.js";
+import {
+  type CompactionRequest,
+  type DeleteRangeRequest,
+  type InternalRequest,
+  int,
+  type PutRequest,
+  type RangeRequest,
+  type RequestOp,
+  type ResponseHeader,
+  type TxnRequest,
+} from "../wire.js";
+import type { Metrics } from "./metrics.js";
+import { unary } from "./unary.js";
+
+/**
+ * The KV service. Request validation that needs no state happens here, as in etcd's v3rpc layer
+ * (empty keys, conflicting flags, txn size and duplicate keys); state-dependent checks happen when
+ * the command is applied.
+ */
+
+// Per-record cost used for the quota check, matching the store's own accounting.
+const QUOTA_OVERHEAD = 48;
+
+export function header(server: EtcdServer, revision: number): ResponseHeader {
+  return {
+    cluster_id: server.clusterId.toString(),
+    member_id: server.memberId.toString(),
+    revision,
+    raft_term: server.raftTerm,
+  };
+}
+
+export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
+  const write = async (body: Omit<InternalRequest, "id">, cost: number): Promise<object> => {
+    if (!server.checkQuota(body, cost)) throw new EtcdError("NoSpace");
+    const result = await server.propose(body);
+    return withHeader(server, result.response, result.revision);
+  };
+
+  return {
+    Range: unary<RangeRequest>(metrics, "Range", (r) => {
+      if (r.key.length === 0) throw new EtcdError("EmptyKey");
+      metrics.rangeTotal++;
+      const resp = server.range(r);
+      return withHeader(server, resp, int(resp.header?.revision));
+    }),
+    Put: unary<PutRequest>(metrics, "Put", async (p) => {
+      checkPutRequest(p);
+      metrics.putTotal++;
+      return write({ put: p }, p.key.length + p.value.length + QUOTA_OVERHEAD);
+    }),
+    DeleteRange: unary<DeleteRangeRequest>(metrics, "DeleteRange", async (d) => {
+      if (d.key.length === 0) throw new EtcdError("EmptyKey");
+      metrics.deleteTotal++;
+      return write({ delete_range: d }, 0);
+    }),
+    Txn: unary<TxnRequest>(metrics, "Txn", async (t) => {
+      checkTxnRequest(t, server.config.maxTxnOps);
+      metrics.txnTotal++;
+      if (isReadOnly(t)) {
+        // Read-only transactions are served from the applied state without a log entry, as etcd does.
+        return withHeader(server, server.readOnlyTxn(t), server.mvcc.currentRevision);
+      }
+      return write({ txn: t }, txnCost(t));
+    }),
+    Compact: unary<CompactionRequest>(metrics, "Compact", async (c) => {
+      const result = await server.propose({ compaction: c });
+      return withHeader(server, result.response, result.revision);
+    }),
+  };
+}
+
+export function withHeader(server: EtcdServer, response: object, revision: number): object {
+  return { ...response, header: header(server, revision) };
+}
+
+function checkPutRequest(p: PutRequest): void {
+  if (p.key.length === 0) throw new EtcdError("EmptyKey");
+  if (p.ignore_value && p.value.length !== 0) throw new EtcdError("ValueProvided");
+  if (p.ignore_lease && int(p.lease) !== 0) throw new EtcdError("LeaseProvided");
+}
+
+/** etcd's checkTxnRequest: op counts, per-op checks, then no key written twice in one branch. */
+export function checkTxnRequest(t: TxnRequest, maxTxnOps: number): void {
+  if (t.compare.length > maxTxnOps || t.success.length > maxTxnOps || t.failure.length > maxTxnOps) {
+    throw new EtcdError("TooManyOps");
+  }
+  for (const c of t.compare) if (c.key.length === 0) throw new EtcdError("EmptyKey");
+  for (const op of [...t.success, ...t.failure]) checkOp(op, maxTxnOps);
+  checkIntervals(t.success);
+  checkIntervals(t.failure);
+}
+
+function checkOp(op: RequestOp, maxTxnOps: number): void {
+  if (op.request_range) {
+    if (op.request_range.key.length === 0) throw new EtcdError("EmptyKey");
+  } else if (op.request_put) checkPutRequest(op.request_put);
+  else if (op.request_delete_range) {
+    if (op.request_delete_range.key.length === 0) throw new EtcdError("EmptyKey");
+  } else if (op.request_txn) checkTxnRequest(op.request_txn, maxTxnOps);
+}
+
+interface Interval {
+  readonly start: string;
+  /** undefined: to the last key. */
+  readonly end: string | undefined;
+}
+
+function intervalOf(key: Buffer, rangeEnd: Buffer): Interval {
+  const start = key.toString("latin1");
+  if (rangeEnd.length === 0) return { start, end: `${start}\u0000` };
+  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start, end: undefined };
+  return { start, end: rangeEnd.toString("latin1") };
+}
+
+function hits(dels: readonly Interval[], key: string): boolean {
+  return dels.some((d) => key >= d.start && (d.end === undefined || key < d.end));
+}
+
+/**
+ * Rejects a branch that puts one key twice, or puts a key that the same branch deletes, looking
+ * into nested transactions (whose then/else branches may each put the same key, as only one runs).
+ * Returns the keys put and the ranges deleted, for the enclosing level.
+ */
+function checkIntervals(ops: readonly RequestOp[]): { puts: Set<string>; dels: Interval[] } {
+  const dels: Interval[] = [];
+  for (const op of ops) {
+    if (op.request_delete_range) dels.push(intervalOf(op.request_delete_range.key, op.request_delete_range.range_end));
+  }
+  const puts = new Set<string>();
+  for (const op of ops) {
+    if (!op.request_txn) continue;
+    const then = checkIntervals(op.request_txn.success);
+    const otherwise = checkIntervals(op.request_txn.failure);
+    for (const k of then.puts) {
+      if (puts.has(k) || hits(dels, k)) throw new EtcdError("DuplicateKey");
+      puts.add(k);
+    }
+    for (const k of otherwise.puts) {
+      if ((puts.has(k) && !then.puts.has(k)) || hits(dels, k)) throw new EtcdError("DuplicateKey");
+      puts.add(k);
+    }
+    dels.push(...then.dels, ...otherwise.dels);
+  }
+  for (const op of ops) {
+    if (!op.request_put) continue;
+    const k = op.request_put.key.toString("latin1");
+    if (puts.has(k) || hits(dels, k)) throw new EtcdError("DuplicateKey");
+    puts.add(k);
+  }
+  return { puts, dels };
+}
+
+function isReadOnly(t: TxnRequest): boolean {
+  return [...t.success, ...t.failure].every(
+    (op) => !op.request_put && !op.request_delete_range && (!op.request_txn || isReadOnly(op.request_txn)),
+  );
+}
+
+function txnCost(t: TxnRequest): number {
+  let cost = 0;
+  for (const op of [...t.success, ...t.failure]) {
+    if (op.request_put) cost += op.request_put.key.length + op.request_put.value.length + QUOTA_OVERHEAD;
+    if (op.request_txn) cost += txnCost(op.request_txn);
+  }
+  return cost;
+}

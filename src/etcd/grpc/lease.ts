@@ -1,0 +1,69 @@
+import type * as grpc from "@grpc/grpc-js";
+import { EtcdError } from "../errors.js";
+import { MAX_LEASE_TTL } from "../server/lessor.js";
+import type { EtcdServer } from "../server/server.js";
+import { bigint, int, type LeaseGrantRequest, type LeaseRevokeRequest } from "../wire.js";
+import { serviceError } from "./errors.js";
+import { header, withHeader } from "./kv.js";
+import type { Metrics } from "./metrics.js";
+import { unary } from "./unary.js";
+
+/** The Lease service: grant and revoke through the log; keep-alive and TTL queries on the leader. */
+export function leaseService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
+  return {
+    LeaseGrant: unary<LeaseGrantRequest>(metrics, "LeaseGrant", async (r) => {
+      if (int(r.TTL) > MAX_LEASE_TTL) throw new EtcdError("LeaseTTLTooLarge");
+      let id = bigint(r.ID);
+      if (id === 0n) {
+        // The ID is chosen before proposing so that every member applies the same one.
+        do id = server.nextLeaseId();
+        while (server.lessor.has(id));
+      }
+      const body = { lease_grant: { TTL: r.TTL, ID: id.toString() } };
+      if (!server.checkQuota(body, 64)) throw new EtcdError("NoSpace");
+      const result = await server.propose(body);
+      return withHeader(server, result.response, result.revision);
+    }),
+    LeaseRevoke: unary<LeaseRevokeRequest>(metrics, "LeaseRevoke", async (r) => {
+      const result = await server.propose({ lease_revoke: { ID: r.ID } });
+      return withHeader(server, result.response, result.revision);
+    }),
+    LeaseTimeToLive: unary<{ ID: string; keys: boolean }>(metrics, "LeaseTimeToLive", (r) => {
+      const id = bigint(r.ID);
+      const lease = server.lessor.get(id);
+      const hdr = header(server, server.mvcc.currentRevision);
+      // etcd answers an unknown lease with TTL -1 rather than an error ("already expired").
+      if (!lease) return { header: hdr, ID: r.ID, TTL: -1, grantedTTL: 0, keys: [] };
+      return {
+        header: hdr,
+        ID: r.ID,
+        TTL: server.lessor.remaining(id),
+        grantedTTL: lease.ttl,
+        keys: r.keys ? [...lease.keys].sort().map((k) => Buffer.from(k, "latin1")) : [],
+      };
+    }),
+    LeaseLeases: unary<object>(metrics, "LeaseLeases", () => ({
+      header: header(server, server.mvcc.currentRevision),
+      leases: server.lessor.list().map((l) => ({ ID: l.id.toString() })),
+    })),
+    LeaseKeepAlive: (call: grpc.ServerDuplexStream<{ ID: string }, object>) => {
+      metrics.countRequest("LeaseKeepAlive");
+      call.on("data", (r: { ID: string }) => {
+        const id = bigint(r.ID);
+        let ttl: number;
+        try {
+          ttl = server.lessor.renew(id);
+        } catch (err) {
+          if (err instanceof EtcdError && err.kind === "LeaseNotFound") ttl = 0;
+          else {
+            call.destroy(serviceError(err));
+            return;
+          }
+        }
+        call.write({ header: header(server, server.mvcc.currentRevision), ID: r.ID, TTL: ttl });
+      });
+      call.on("end", () => call.end());
+      call.on("error", () => {});
+    },
+  };
+}

@@ -1,0 +1,198 @@
+import * as http from "node:http";
+import * as net from "node:net";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "../../util/logger.js";
+import { serviceOf } from "../proto.js";
+import type { EtcdServer } from "../server/server.js";
+import { CLUSTER_VERSION, SERVER_VERSION } from "../server/server.js";
+import { AlarmType } from "../wire.js";
+import { kvService } from "./kv.js";
+import { leaseService } from "./lease.js";
+import { authService, clusterService, healthService, maintenanceService } from "./maintenance.js";
+import { Metrics } from "./metrics.js";
+import { watchService } from "./watch.js";
+
+/**
+ * The client-facing listeners. As etcd does with cmux, each client URL serves gRPC and plain
+ * HTTP (/health, /version, /metrics) on the same port: the first bytes of a connection decide
+ * (an HTTP/2 client preface goes to gRPC, anything else to the HTTP handler). Metrics URLs serve
+ * only the HTTP side.
+ */
+
+// etcd lets gRPC messages exceed --max-request-bytes by this much, so that its own "request is
+// too large" error (rather than gRPC's) answers requests just over the limit.
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+export interface ClientListeners {
+  /** The bound addresses, host:port, in the order of the URLs given (port 0 resolved). */
+  readonly clientAddresses: string[];
+  readonly metricsAddresses: string[];
+  close(): Promise<void>;
+}
+
+export async function listenClients(server: EtcdServer, logger: Logger): Promise<ClientListeners> {
+  const metrics = new Metrics();
+  const maxReceive = server.config.maxRequestBytes + GRPC_OVERHEAD_BYTES;
+  const grpcServer = new grpc.Server({
+    "grpc.max_receive_message_length": maxReceive,
+    "grpc.max_send_message_length": 2 ** 31 - 1,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  grpcServer.addService(serviceOf("etcdserverpb.KV").service, kvService(server, metrics));
+  grpcServer.addService(serviceOf("etcdserverpb.Watch").service, watchService(server, metrics));
+  grpcServer.addService(serviceOf("etcdserverpb.Lease").service, leaseService(server, metrics));
+  grpcServer.addService(serviceOf("etcdserverpb.Maintenance").service, maintenanceService(server, metrics));
+  grpcServer.addService(serviceOf("etcdserverpb.Cluster").service, clusterService(server, metrics));
+  grpcServer.addService(serviceOf("etcdserverpb.Auth").service, authService(metrics));
+  grpcServer.addService(serviceOf("grpc.health.v1.Health").service, healthService(server));
+  const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+
+  const answer = httpResponder(server, metrics);
+  const sockets = new Set<net.Socket>();
+  const servers: net.Server[] = [];
+
+  const clientAddresses: string[] = [];
+  for (const url of server.config.listenClientUrls) {
+    const netServer = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => socket.destroy());
+      routeConnection(socket, injector, answer);
+    });
+    clientAddresses.push(await listen(netServer, url, logger, "client"));
+    servers.push(netServer);
+  }
+  const metricsAddresses: string[] = [];
+  for (const url of server.config.listenMetricsUrls) {
+    const metricsServer = http.createServer((req, res) => {
+      const { status, contentType, body } = answer(req.url ?? "/");
+      res.writeHead(status, { "Content-Type": contentType });
+      res.end(body);
+    });
+    metricsAddresses.push(await listen(metricsServer, url, logger, "metrics"));
+    servers.push(metricsServer);
+  }
+
+  return {
+    clientAddresses,
+    metricsAddresses,
+    async close() {
+      for (const s of servers) s.close();
+      for (const s of sockets) s.destroy();
+      injector.destroy();
+      grpcServer.forceShutdown();
+    },
+  };
+}
+
+/**
+ * Sends a new connection to gRPC or to the plain HTTP responder by its first bytes. gRPC gets the
+ * socket itself (Node's HTTP/2 session feeds itself the bytes already read and put back).
+ */
+function routeConnection(socket: net.Socket, injector: grpc.ConnectionInjector, answer: HttpResponder): void {
+  let head = Buffer.alloc(0);
+  const onData = (chunk: Buffer): void => {
+    head = Buffer.concat([head, chunk]);
+    const n = Math.min(head.length, HTTP2_PREFACE.length);
+    const isHttp2Prefix = head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
+    if (isHttp2Prefix && head.length < HTTP2_PREFACE.length) return; // need more bytes to decide
+    if (isHttp2Prefix) {
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      injector.injectConnection(socket);
+      return;
+    }
+    // HTTP/1: wait for the whole request head, answer it, close (health probes, curl, Prometheus).
+    const end = head.indexOf("\r\n\r\n");
+    if (end < 0) {
+      if (head.length > 16 * 1024) socket.destroy();
+      return;
+    }
+    socket.off("data", onData);
+    const [method = "", target = "/"] = head.subarray(0, end).toString("latin1").split("\r\n")[0]?.split(" ") ?? [];
+    const { status, contentType, body } =
+      method === "GET" || method === "HEAD"
+        ? answer(target)
+        : { status: 405, contentType: "text/plain", body: "method not allowed\n" };
+    const payload = Buffer.from(body);
+    socket.end(
+      Buffer.concat([
+        Buffer.from(
+          `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ""}\r\nContent-Type: ${contentType}\r\nContent-Length: ${payload.length}\r\nConnection: close\r\n\r\n`,
+          "latin1",
+        ),
+        method === "HEAD" ? Buffer.alloc(0) : payload,
+      ]),
+    );
+  };
+  socket.on("data", onData);
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: "OK",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  503: "Service Unavailable",
+};
+
+type HttpResponder = (target: string) => { status: number; contentType: string; body: string };
+
+function listen(server: net.Server, url: URL, logger: Logger, kind: string): Promise<string> {
+  if (url.protocol !== "http:") {
+    throw new Error(
+      `--listen-${kind}-urls ${url.toString()}: TLS listeners are not supported by this build yet; use an http:// URL`,
+    );
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(url.port || 2379);
+  return new Promise<string>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      const hint =
+        err.code === "EADDRINUSE"
+          ? `port ${port} on ${host} is already in use; stop whatever listens there or choose another --listen-${kind}-urls`
+          : err.message;
+      reject(new Error(`cannot listen on ${url.toString()}: ${hint}`));
+    };
+    server.once("error", onError);
+    server.listen({ host: host === "localhost" ? "127.0.0.1" : host, port }, () => {
+      server.off("error", onError);
+      const addr = server.address() as net.AddressInfo;
+      const shown = addr.family === "IPv6" ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
+      logger.info(`serving ${kind} traffic`, { address: shown });
+      resolve(shown);
+    });
+  });
+}
+
+/** The plain HTTP endpoints etcd serves: /health, /version, /metrics. */
+function httpResponder(server: EtcdServer, metrics: Metrics): HttpResponder {
+  return (target) => {
+    const url = new URL(target, "http://localhost");
+    if (url.pathname === "/health") {
+      const excluded = new Set(url.searchParams.getAll("exclude"));
+      const failing =
+        !!server.storageFailure ||
+        server.alarms.get().some((a) => !excluded.has(ALARM_NAMES[a.alarm] ?? String(a.alarm)));
+      return {
+        status: failing ? 503 : 200,
+        contentType: "application/json",
+        body: JSON.stringify({ health: failing ? "false" : "true" }),
+      };
+    }
+    if (url.pathname === "/version") {
+      return {
+        status: 200,
+        contentType: "application/json",
+        body: JSON.stringify({ etcdserver: SERVER_VERSION, etcdcluster: CLUSTER_VERSION }),
+      };
+    }
+    if (url.pathname === "/metrics") {
+      return { status: 200, contentType: "text/plain; version=0.0.4", body: metrics.render(server) };
+    }
+    return { status: 404, contentType: "text/plain", body: "404 page not found\n" };
+  };
+}
+
+const ALARM_NAMES: Record<number, string> = { [AlarmType.NOSPACE]: "NOSPACE", [AlarmType.CORRUPT]: "CORRUPT" };

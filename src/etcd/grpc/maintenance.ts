@@ -1,0 +1,167 @@
+import { createHash } from "node:crypto";
+import type * as grpc from "@grpc/grpc-js";
+import { EtcdError } from "../errors.js";
+import type { EtcdServer } from "../server/server.js";
+import { SERVER_VERSION } from "../server/server.js";
+import { AlarmAction, type AlarmRequest, AlarmType, bigint, int } from "../wire.js";
+import { serviceError } from "./errors.js";
+import { header, withHeader } from "./kv.js";
+import type { Metrics } from "./metrics.js";
+import { unary } from "./unary.js";
+
+const SNAPSHOT_CHUNK = 32 * 1024;
+const ALARM_NAMES: Record<number, string> = { 0: "NONE", 1: "NOSPACE", 2: "CORRUPT" };
+
+export function maintenanceService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
+  return {
+    Alarm: unary<AlarmRequest>(metrics, "Alarm", async (a) => {
+      // etcd 3.4 answers Alarm, Defragment and Snapshot without a response header.
+      if (a.action === AlarmAction.GET) return { alarms: server.alarms.get(a.alarm) };
+      const result = await server.propose({ alarm: a });
+      const { header: _omit, ...rest } = result.response as { header?: unknown };
+      return rest;
+    }),
+    Status: unary<object>(metrics, "Status", () => {
+      const errors = server.alarms.get().map((a) => `memberID:${a.memberID} alarm:${ALARM_NAMES[a.alarm] ?? a.alarm} `);
+      const failure = server.storageFailure;
+      if (failure) errors.push(failure.message);
+      return {
+        header: header(server, server.mvcc.currentRevision),
+        version: SERVER_VERSION,
+        dbSize: server.mvcc.dbSize,
+        leader: server.leaderId.toString(),
+        raftIndex: server.raftIndex,
+        raftTerm: server.raftTerm,
+        raftAppliedIndex: server.appliedIndex,
+        errors,
+        dbSizeInUse: server.mvcc.dbSizeInUse,
+        isLearner: false,
+      };
+    }),
+    Defragment: unary<object>(metrics, "Defragment", () => {
+      server.defragment();
+      return {};
+    }),
+    Hash: unary<object>(metrics, "Hash", () => {
+      const h = server.mvcc.hashKV(0);
+      return { header: header(server, server.mvcc.currentRevision), hash: h.hash };
+    }),
+    HashKV: unary<{ revision: string }>(metrics, "HashKV", (r) => {
+      const h = server.mvcc.hashKV(int(r.revision));
+      return { header: header(server, h.revision), hash: h.hash, compact_revision: h.compactRevision };
+    }),
+    Snapshot: (call: grpc.ServerWritableStream<object, object>) => {
+      metrics.countRequest("Snapshot");
+      streamSnapshot(server, call).catch((err: unknown) => call.destroy(serviceError(err)));
+    },
+    MoveLeader: unary<{ targetID: string }>(metrics, "MoveLeader", (r) => {
+      const target = bigint(r.targetID);
+      if (!server.members.some((m) => m.id === target)) throw new EtcdError("BadLeaderTransferee");
+      // The target already leads (a single member always does): nothing to move.
+      return { header: header(server, server.mvcc.currentRevision) };
+    }),
+  };
+}
+
+/** Streams the state in 32 KiB chunks, then the SHA-256 of all of it, as etcd does. */
+async function streamSnapshot(server: EtcdServer, call: grpc.ServerWritableStream<object, object>): Promise<void> {
+  const data = server.snapshotBytes();
+  const sha = createHash("sha256");
+  let sent = 0;
+  while (sent < data.length) {
+    const chunk = data.subarray(sent, Math.min(sent + SNAPSHOT_CHUNK, data.length));
+    sent += chunk.length;
+    sha.update(chunk);
+    if (!call.write({ remaining_bytes: data.length - sent, blob: chunk })) {
+      await new Promise<void>((resolve) => call.once("drain", resolve));
+    }
+    if (call.cancelled) return;
+  }
+  call.write({ remaining_bytes: 0, blob: sha.digest() });
+  call.end();
+}
+
+export function clusterService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
+  const members = (): object[] =>
+    server.members.map((m) => ({
+      ID: m.id.toString(),
+      name: m.name,
+      peerURLs: m.peerUrls,
+      clientURLs: m.clientUrls,
+      isLearner: m.isLearner,
+    }));
+  const notYet = (method: string) =>
+    unary<object>(metrics, method, () => {
+      throw new EtcdError(
+        "Unimplemented",
+        `etcdserver: ${method} needs a multi-member (Raft) cluster, which this lab store build does not run yet; it serves a single member`,
+      );
+    });
+  return {
+    MemberList: unary<object>(metrics, "MemberList", () =>
+      withHeader(server, { members: members() }, server.mvcc.currentRevision),
+    ),
+    MemberAdd: notYet("MemberAdd"),
+    MemberRemove: notYet("MemberRemove"),
+    MemberUpdate: notYet("MemberUpdate"),
+    MemberPromote: notYet("MemberPromote"),
+  };
+}
+
+const AUTH_METHODS = [
+  "AuthEnable",
+  "AuthDisable",
+  "Authenticate",
+  "UserAdd",
+  "UserGet",
+  "UserList",
+  "UserDelete",
+  "UserChangePassword",
+  "UserGrantRole",
+  "UserRevokeRole",
+  "RoleAdd",
+  "RoleGet",
+  "RoleList",
+  "RoleDelete",
+  "RoleGrantPermission",
+  "RoleRevokePermission",
+];
+
+/** Authentication is not built yet: every Auth RPC says so plainly instead of pretending. */
+export function authService(metrics: Metrics): grpc.UntypedServiceImplementation {
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const method of AUTH_METHODS) {
+    impl[method] = unary<object>(metrics, method, () => {
+      throw new EtcdError(
+        "Unimplemented",
+        `etcdserver: ${method}: authentication (users, roles, auth enable) is not implemented by the lab store yet`,
+      );
+    });
+  }
+  return impl;
+}
+
+const SERVING = 1;
+const NOT_SERVING = 2;
+
+export function healthService(server: EtcdServer): grpc.UntypedServiceImplementation {
+  const status = (): number => (server.storageFailure || server.alarms.has(AlarmType.CORRUPT) ? NOT_SERVING : SERVING);
+  return {
+    Check: (_call: grpc.ServerUnaryCall<object, object>, callback: grpc.sendUnaryData<object>) => {
+      callback(null, { status: status() });
+    },
+    Watch: (call: grpc.ServerWritableStream<object, object>) => {
+      let last = status();
+      call.write({ status: last });
+      const timer = setInterval(() => {
+        const now = status();
+        if (now !== last) {
+          last = now;
+          call.write({ status: now });
+        }
+      }, 1000);
+      call.on("cancelled", () => clearInterval(timer));
+      call.on("close", () => clearInterval(timer));
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import type { EtcdServer } from "../server/server.js";
+
+/**
+ * Prometheus text exposition for /metrics, using etcd's metric names where etcd has the metric,
+ * so dashboards and alert rules written for etcd read ours.
+ */
+export class Metrics {
+  putTotal = 0;
+  deleteTotal = 0;
+  rangeTotal = 0;
+  txnTotal = 0;
+  private readonly requests = new Map<string, number>();
+  private readonly failures = new Map<string, number>();
+
+  countRequest(method: string): void {
+    this.requests.set(method, (this.requests.get(method) ?? 0) + 1);
+  }
+
+  countFailure(method: string): void {
+    this.failures.set(method, (this.failures.get(method) ?? 0) + 1);
+  }
+
+  render(server: EtcdServer): string {
+    const out: string[] = [];
+    const gauge = (name: string, help: string, value: number | string, type = "gauge"): void => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`);
+    };
+    gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", 1);
+    gauge(
+      "etcd_server_is_leader",
+      "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+      server.leaderId === server.memberId ? 1 : 0,
+    );
+    gauge("etcd_server_leader_changes_seen_total", "The number of leader changes seen.", 1, "counter");
+    gauge(
+      "etcd_server_proposals_committed_total",
+      "The total number of consensus proposals committed.",
+      server.raftIndex,
+    );
+    gauge(
+      "etcd_server_proposals_applied_total",
+      "The total number of consensus proposals applied.",
+      server.appliedIndex,
+    );
+    gauge(
+      "etcd_server_proposals_pending",
+      "The current number of pending proposals to commit.",
+      server.raftIndex - server.appliedIndex,
+    );
+    gauge(
+      "etcd_server_quota_backend_bytes",
+      "Current backend storage quota size in bytes.",
+      server.config.quotaBackendBytes,
+    );
+    gauge(
+      "etcd_mvcc_db_total_size_in_bytes",
+      "Total size of the underlying database physically allocated in bytes.",
+      server.mvcc.dbSize,
+    );
+    gauge(
+      "etcd_mvcc_db_total_size_in_use_in_bytes",
+      "Total size of the underlying database logically in use in bytes.",
+      server.mvcc.dbSizeInUse,
+    );
+    gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", server.mvcc.keyCount);
+    gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", server.mvcc.currentRevision);
+    gauge(
+      "etcd_debugging_mvcc_compact_revision",
+      "The revision of the last compaction in store.",
+      server.mvcc.compactedRevision,
+    );
+    gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", server.watchHub.watcherCount);
+    gauge(
+      "etcd_debugging_mvcc_slow_watcher_total",
+      "Total number of unsynced slow watchers.",
+      server.watchHub.unsyncedCount,
+    );
+    gauge("etcd_debugging_lease_total", "The number of current leases.", server.lessor.size);
+    gauge("etcd_mvcc_put_total", "Total number of puts seen by this member.", this.putTotal, "counter");
+    gauge("etcd_mvcc_delete_total", "Total number of deletes seen by this member.", this.deleteTotal, "counter");
+    gauge("etcd_mvcc_range_total", "Total number of ranges seen by this member.", this.rangeTotal, "counter");
+    gauge("etcd_mvcc_txn_total", "Total number of txns seen by this member.", this.txnTotal, "counter");
+    out.push(
+      "# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.",
+      "# TYPE grpc_server_handled_total counter",
+    );
+    for (const [method, n] of [...this.requests].sort()) {
+      const failed = this.failures.get(method) ?? 0;
+      out.push(`grpc_server_handled_total{grpc_method="${method}",grpc_code="OK"} ${n - failed}`);
+      if (failed > 0) out.push(`grpc_server_handled_total{grpc_method="${method}",grpc_code="Error"} ${failed}`);
+    }
+    return `${out.join("\n")}\n`;
+  }
+}

@@ -1,0 +1,446 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { crc32c } from "../../util/crc32c.js";
+
+/**
+ * The write-ahead log: every state-machine command is appended here, and fsynced, before it is
+ * applied or acknowledged, so an acknowledged write survives a SIGKILL or a power cut.
+ *
+ * Layout: `<dir>/<seq>-<firstIndex>.wal` segments (16 hex digits each, as etcd names its own). A
+ * segment starts with the 8-byte magic "LABWAL" + 2-digit format version, then records:
+ *
+ *     u32 LE  payload length
+ *     u32 LE  CRC-32C of (type byte + payload)
+ *     u8      record type
+ *     ...     payload
+ *
+ * Record types: ENTRY (u64 index, u64 term, data), HARD_STATE (u64 term, u64 vote, u64 commit), and
+ * SNAPSHOT (u64 index, u64 term: a snapshot covering everything up to index was saved).
+ *
+ * Recovery rules: a damaged record at the very end of the last segment is a write torn by a crash;
+ * it was never acknowledged (we ack only after fsync), so it is truncated with a warning. A damaged
+ * record anywhere else means acknowledged data is unreadable: opening fails with the file and
+ * offset, never silently dropping it.
+ *
+ * Group commit: appends made while an fsync is in flight queue up and share the next one.
+ */
+
+export const WAL_FORMAT_VERSION = 1;
+const MAGIC = Buffer.from(`LABWAL${String(WAL_FORMAT_VERSION).padStart(2, "0")}`, "latin1");
+const MAGIC_PREFIX = "LABWAL";
+const HEADER = 9;
+const SEGMENT_BYTES = 64 * 1024 * 1024;
+
+enum RecordType {
+  Entry = 1,
+  HardState = 2,
+  Snapshot = 3,
+}
+
+export interface WalEntry {
+  readonly index: number;
+  readonly term: number;
+  readonly data: Buffer;
+}
+
+export interface HardState {
+  readonly term: number;
+  readonly vote: bigint;
+  readonly commit: number;
+}
+
+export interface SnapshotMark {
+  readonly index: number;
+  readonly term: number;
+}
+
+export interface WalContents {
+  /** Entries after the last snapshot mark, in index order (later entries replace earlier ones at the same index). */
+  readonly entries: WalEntry[];
+  readonly hardState: HardState | undefined;
+  readonly snapshot: SnapshotMark | undefined;
+  /** Human-readable notes about repairs made while opening (a truncated torn tail). */
+  readonly warnings: string[];
+}
+
+/** The log is unreadable in a way that could lose acknowledged data: the node must not start. */
+export class WalCorruptionError extends Error {
+  constructor(
+    readonly file: string,
+    readonly offset: number,
+    reason: string,
+  ) {
+    super(
+      `write-ahead log ${file} is corrupt at offset ${offset}: ${reason}. Acknowledged data may be behind this point, so the member will not start; restore the member from a snapshot (or remove it and re-add it to the cluster).`,
+    );
+    this.name = "WalCorruptionError";
+  }
+}
+
+/** Writes stop after a failed write or fsync: nothing more is acknowledged until a restart. */
+export class WalFailedError extends Error {
+  constructor(cause: unknown) {
+    super(
+      `write-ahead log failed (${cause instanceof Error ? cause.message : String(cause)}); the member stopped accepting writes. Free disk space or fix the disk, then restart the member.`,
+    );
+    this.name = "WalFailedError";
+  }
+}
+
+interface Pending {
+  readonly buffers: Buffer[];
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+export interface WalOptions {
+  /** When false (--unsafe-no-fsync), data is written but not fsynced: fast, and lost on power cut. */
+  readonly fsync: boolean;
+  readonly segmentBytes?: number;
+}
+
+export class Wal {
+  private fd: number;
+  private size: number;
+  private seq: number;
+  private pending: Pending[] = [];
+  private flushing = false;
+  private failed: WalFailedError | undefined;
+  private closed = false;
+  private lastIndex: number;
+  private readonly segmentBytes: number;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly options: WalOptions,
+    current: { fd: number; size: number; seq: number },
+    lastIndex: number,
+  ) {
+    this.fd = current.fd;
+    this.size = current.size;
+    this.seq = current.seq;
+    this.lastIndex = lastIndex;
+    this.segmentBytes = options.segmentBytes ?? SEGMENT_BYTES;
+  }
+
+  /** Opens (creating when absent) the log in `dir` and reads everything it holds. */
+  static open(dir: string, options: WalOptions): { wal: Wal; contents: WalContents } {
+    fs.mkdirSync(dir, { recursive: true });
+    const segments = listSegments(dir);
+    const warnings: string[] = [];
+    const entries: WalEntry[] = [];
+    let hardState: HardState | undefined;
+    let snapshot: SnapshotMark | undefined;
+
+    segments.forEach((seg, i) => {
+      const file = path.join(dir, seg.name);
+      const isLast = i === segments.length - 1;
+      const data = fs.readFileSync(file);
+      const parsed = parseSegment(file, data, isLast);
+      if (parsed.truncateAt !== undefined) {
+        warnings.push(
+          `${file}: truncated a torn record at offset ${parsed.truncateAt} (${data.length - parsed.truncateAt} bytes); it was never acknowledged`,
+        );
+        fs.truncateSync(file, parsed.truncateAt);
+      }
+      for (const rec of parsed.records) {
+        if (rec.type === RecordType.Entry) {
+          const e = rec.entry as WalEntry;
+          // A later entry at an index replaces what was there and everything after (Raft log truncation).
+          while (entries.length > 0 && (entries[entries.length - 1] as WalEntry).index >= e.index) entries.pop();
+          entries.push(e);
+        } else if (rec.type === RecordType.HardState) {
+          hardState = rec.hardState;
+        } else if (rec.type === RecordType.Snapshot) {
+          snapshot = rec.snapshot;
+        }
+      }
+    });
+    const afterSnapshot = snapshot ? entries.filter((e) => e.index > (snapshot as SnapshotMark).index) : entries;
+
+    let current: { fd: number; size: number; seq: number };
+    const last = segments[segments.length - 1];
+    if (last) {
+      const file = path.join(dir, last.name);
+      const fd = fs.openSync(file, "a");
+      current = { fd, size: fs.fstatSync(fd).size, seq: last.seq };
+    } else {
+      current = createSegment(dir, 0, 1);
+    }
+    const lastIndex = entries.length > 0 ? (entries[entries.length - 1] as WalEntry).index : (snapshot?.index ?? 0);
+    const wal = new Wal(dir, options, current, lastIndex);
+    return { wal, contents: { entries: afterSnapshot, hardState, snapshot, warnings } };
+  }
+
+  /** Index of the last entry appended (0 for an empty log). */
+  get lastEntryIndex(): number {
+    return this.lastIndex;
+  }
+
+  /**
+   * Appends entries (and optionally a hard state) and resolves once they are durable. Calls made
+   * while an fsync is in flight share the next fsync. Rejects with WalFailedError after any I/O
+   * failure, and from then on.
+   */
+  append(entries: readonly WalEntry[], hardState?: HardState): Promise<void> {
+    const buffers: Buffer[] = [];
+    for (const e of entries) {
+      buffers.push(encodeEntry(e));
+      this.lastIndex = e.index;
+    }
+    if (hardState) buffers.push(encodeHardState(hardState));
+    return this.enqueue(buffers);
+  }
+
+  /** Records that a snapshot covers everything up to `mark.index`, then drops segments it covers. */
+  async markSnapshot(mark: SnapshotMark): Promise<void> {
+    const payload = Buffer.alloc(16);
+    payload.writeBigUInt64LE(BigInt(mark.index), 0);
+    payload.writeBigUInt64LE(BigInt(mark.term), 8);
+    await this.enqueue([encodeRecord(RecordType.Snapshot, payload)]);
+    this.releaseSegmentsBefore(mark.index);
+  }
+
+  /** Flushes what is queued and closes the file. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    while (this.flushing || this.pending.length > 0) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.failed) break;
+    }
+    this.closed = true;
+    fs.closeSync(this.fd);
+  }
+
+  private enqueue(buffers: Buffer[]): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    if (this.closed) return Promise.reject(new WalFailedError(new Error("log closed")));
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ buffers, resolve, reject });
+      if (!this.flushing) this.flush();
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) {
+      this.flushing = false;
+      return;
+    }
+    this.flushing = true;
+    const buffers = batch.flatMap((p) => p.buffers);
+    const bytes = buffers.reduce((n, b) => n + b.length, 0);
+    const fail = (err: unknown): void => {
+      this.failed = new WalFailedError(err);
+      for (const p of batch) p.reject(this.failed);
+      for (const p of this.pending) p.reject(this.failed);
+      this.pending = [];
+      this.flushing = false;
+    };
+    fs.writev(this.fd, buffers, (err, written) => {
+      if (err) {
+        fail(err);
+        return;
+      }
+      if (written !== bytes) {
+        fail(new Error(`short write: ${written} of ${bytes} bytes`));
+        return;
+      }
+      this.size += bytes;
+      const done = (syncErr: NodeJS.ErrnoException | null): void => {
+        if (syncErr) {
+          fail(syncErr);
+          return;
+        }
+        try {
+          if (this.size >= this.segmentBytes) this.cut();
+        } catch (cutErr) {
+          fail(cutErr);
+          return;
+        }
+        for (const p of batch) p.resolve();
+        this.flush();
+      };
+      if (this.options.fsync) fs.fdatasync(this.fd, done);
+      else done(null);
+    });
+  }
+
+  /** Starts a new segment once the current one is large enough. */
+  private cut(): void {
+    fs.closeSync(this.fd);
+    const next = createSegment(this.dir, this.seq + 1, this.lastIndex + 1);
+    this.fd = next.fd;
+    this.size = next.size;
+    this.seq = next.seq;
+  }
+
+  /** Deletes segments whose every entry is at or below `index` (never the current one). */
+  private releaseSegmentsBefore(index: number): void {
+    const segments = listSegments(this.dir);
+    for (let i = 0; i + 1 < segments.length; i++) {
+      const next = segments[i + 1] as Segment;
+      if (next.firstIndex - 1 <= index && (segments[i] as Segment).seq !== this.seq) {
+        fs.rmSync(path.join(this.dir, (segments[i] as Segment).name));
+      } else break;
+    }
+  }
+}
+
+interface Segment {
+  readonly name: string;
+  readonly seq: number;
+  readonly firstIndex: number;
+}
+
+function segmentName(seq: number, firstIndex: number): string {
+  return `${seq.toString(16).padStart(16, "0")}-${firstIndex.toString(16).padStart(16, "0")}.wal`;
+}
+
+function listSegments(dir: string): Segment[] {
+  const out: Segment[] = [];
+  for (const name of fs.readdirSync(dir)) {
+    const m = /^([0-9a-f]{16})-([0-9a-f]{16})\.wal$/.exec(name);
+    if (!m) continue;
+    out.push({ name, seq: Number.parseInt(m[1] as string, 16), firstIndex: Number.parseInt(m[2] as string, 16) });
+  }
+  return out.sort((a, b) => a.seq - b.seq);
+}
+
+function createSegment(dir: string, seq: number, firstIndex: number): { fd: number; size: number; seq: number } {
+  const file = path.join(dir, segmentName(seq, firstIndex));
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, "w");
+  fs.writeSync(fd, MAGIC);
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+  fsyncDir(dir);
+  const afd = fs.openSync(file, "a");
+  return { fd: afd, size: MAGIC.length, seq };
+}
+
+export function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, "r");
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function encodeRecord(type: RecordType, payload: Buffer): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER + payload.length);
+  buf.writeUInt32LE(payload.length, 0);
+  buf[8] = type;
+  payload.copy(buf, HEADER);
+  buf.writeUInt32LE(crc32c(buf.subarray(8)), 4);
+  return buf;
+}
+
+function encodeEntry(e: WalEntry): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER + 16 + e.data.length);
+  buf.writeUInt32LE(16 + e.data.length, 0);
+  buf[8] = RecordType.Entry;
+  buf.writeBigUInt64LE(BigInt(e.index), HEADER);
+  buf.writeBigUInt64LE(BigInt(e.term), HEADER + 8);
+  e.data.copy(buf, HEADER + 16);
+  buf.writeUInt32LE(crc32c(buf.subarray(8)), 4);
+  return buf;
+}
+
+function encodeHardState(h: HardState): Buffer {
+  const payload = Buffer.alloc(24);
+  payload.writeBigUInt64LE(BigInt(h.term), 0);
+  payload.writeBigUInt64LE(h.vote, 8);
+  payload.writeBigUInt64LE(BigInt(h.commit), 16);
+  return encodeRecord(RecordType.HardState, payload);
+}
+
+interface ParsedRecord {
+  readonly type: RecordType;
+  readonly entry?: WalEntry;
+  readonly hardState?: HardState;
+  readonly snapshot?: SnapshotMark;
+}
+
+function parseSegment(file: string, data: Buffer, isLast: boolean): { records: ParsedRecord[]; truncateAt?: number } {
+  const records: ParsedRecord[] = [];
+  if (data.length < MAGIC.length) {
+    // A segment is created complete (written to a temp file, then renamed), so a short one is damage.
+    throw new WalCorruptionError(file, 0, "the file is shorter than its header");
+  }
+  const magic = data.subarray(0, MAGIC.length).toString("latin1");
+  if (!magic.startsWith(MAGIC_PREFIX)) throw new WalCorruptionError(file, 0, "not a lab write-ahead log segment");
+  if (magic !== MAGIC.toString("latin1")) {
+    throw new WalCorruptionError(
+      file,
+      0,
+      `format version ${magic.slice(MAGIC_PREFIX.length)} is not supported by this build (it reads version ${WAL_FORMAT_VERSION}); use the lab version that wrote it`,
+    );
+  }
+  let off = MAGIC.length;
+  while (off < data.length) {
+    const damage = (reason: string): { records: ParsedRecord[]; truncateAt: number } => {
+      if (isLast && !hasValidRecordAfter(data, off + 1)) return { records, truncateAt: off };
+      throw new WalCorruptionError(file, off, reason);
+    };
+    if (data.length - off < HEADER) return damage("record header cut short");
+    const len = data.readUInt32LE(off);
+    const crc = data.readUInt32LE(off + 4);
+    if (off + HEADER + len > data.length) return damage(`record of ${len} bytes runs past the end of the file`);
+    const body = data.subarray(off + 8, off + HEADER + len);
+    if (crc32c(body) !== crc) return damage("checksum mismatch");
+    const type = data[off + 8] as RecordType;
+    const payload = data.subarray(off + HEADER, off + HEADER + len);
+    switch (type) {
+      case RecordType.Entry:
+        if (payload.length < 16) return damage("entry record too short");
+        records.push({
+          type,
+          entry: {
+            index: Number(payload.readBigUInt64LE(0)),
+            term: Number(payload.readBigUInt64LE(8)),
+            data: Buffer.from(payload.subarray(16)),
+          },
+        });
+        break;
+      case RecordType.HardState:
+        records.push({
+          type,
+          hardState: {
+            term: Number(payload.readBigUInt64LE(0)),
+            vote: payload.readBigUInt64LE(8),
+            commit: Number(payload.readBigUInt64LE(16)),
+          },
+        });
+        break;
+      case RecordType.Snapshot:
+        records.push({
+          type,
+          snapshot: { index: Number(payload.readBigUInt64LE(0)), term: Number(payload.readBigUInt64LE(8)) },
+        });
+        break;
+      default:
+        throw new WalCorruptionError(file, off, `unknown record type ${type as number}`);
+    }
+    off += HEADER + len;
+  }
+  return { records };
+}
+
+/**
+ * Whether some intact record starts after `from`: if one does, the damage is not a torn tail but
+ * corruption in the middle of the log.
+ */
+function hasValidRecordAfter(data: Buffer, from: number): boolean {
+  for (let off = from; off + HEADER <= data.length; off++) {
+    const len = data.readUInt32LE(off);
+    if (len === 0 || off + HEADER + len > data.length) continue;
+    const type = data[off + 8];
+    if (type !== RecordType.Entry && type !== RecordType.HardState && type !== RecordType.Snapshot) continue;
+    if (crc32c(data.subarray(off + 8, off + HEADER + len)) === data.readUInt32LE(off + 4)) return true;
+  }
+  return false;
+}

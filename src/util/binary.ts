@@ -1,0 +1,114 @@
+/** A growable little-endian byte writer for our on-disk formats. */
+export class BinaryWriter {
+  private buf = Buffer.allocUnsafe(64 * 1024);
+  private off = 0;
+
+  private ensure(n: number): void {
+    if (this.off + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.off + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.off);
+    this.buf = next;
+  }
+
+  u8(v: number): this {
+    this.ensure(1);
+    this.buf[this.off++] = v;
+    return this;
+  }
+
+  u32(v: number): this {
+    this.ensure(4);
+    this.buf.writeUInt32LE(v, this.off);
+    this.off += 4;
+    return this;
+  }
+
+  /** Integers up to 2^53, written as unsigned 64-bit. */
+  u64(v: number): this {
+    this.ensure(8);
+    this.buf.writeBigUInt64LE(BigInt(v), this.off);
+    this.off += 8;
+    return this;
+  }
+
+  i64(v: bigint): this {
+    this.ensure(8);
+    this.buf.writeBigInt64LE(v, this.off);
+    this.off += 8;
+    return this;
+  }
+
+  bytes(v: Uint8Array): this {
+    this.u32(v.length);
+    this.ensure(v.length);
+    this.buf.set(v, this.off);
+    this.off += v.length;
+    return this;
+  }
+
+  string(v: string): this {
+    return this.bytes(Buffer.from(v, "utf8"));
+  }
+
+  finish(): Buffer {
+    return this.buf.subarray(0, this.off);
+  }
+}
+
+/** Reads what BinaryWriter wrote; every read checks bounds and throws a RangeError past the end. */
+export class BinaryReader {
+  private off = 0;
+  constructor(private readonly buf: Buffer) {}
+
+  get offset(): number {
+    return this.off;
+  }
+
+  get remaining(): number {
+    return this.buf.length - this.off;
+  }
+
+  private need(n: number): void {
+    if (this.off + n > this.buf.length) throw new RangeError(`unexpected end of data at offset ${this.off}`);
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.off++] as number;
+  }
+
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.off);
+    this.off += 4;
+    return v;
+  }
+
+  u64(): number {
+    this.need(8);
+    const v = Number(this.buf.readBigUInt64LE(this.off));
+    this.off += 8;
+    return v;
+  }
+
+  i64(): bigint {
+    this.need(8);
+    const v = this.buf.readBigInt64LE(this.off);
+    this.off += 8;
+    return v;
+  }
+
+  bytes(): Buffer {
+    const n = this.u32();
+    this.need(n);
+    const v = Buffer.from(this.buf.subarray(this.off, this.off + n));
+    this.off += n;
+    return v;
+  }
+
+  string(): string {
+    return this.bytes().toString("utf8");
+  }
+}
