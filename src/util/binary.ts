@@ -33,6 +33,14 @@ export class BinaryWriter {
     return this;
   }
 
+  /** Unsigned 64-bit IDs (member and cluster IDs use the whole range). */
+  u64n(v: bigint): this {
+    this.ensure(8);
+    this.buf.writeBigUInt64LE(v, this.off);
+    this.off += 8;
+    return this;
+  }
+
   i64(v: bigint): this {
     this.ensure(8);
     this.buf.writeBigInt64LE(v, this.off);
@@ -89,6 +97,13 @@ export class BinaryReader {
   u64(): number {
     this.need(8);
     const v = Number(this.buf.readBigUInt64LE(this.off));
+    this.off += 8;
+    return v;
+  }
+
+  u64n(): bigint {
+    this.need(8);
+    const v = this.buf.readBigUInt64LE(this.off);
     this.off += 8;
     return v;
   }

@@ -58,10 +58,10 @@ export class SnapshotCorruptionError extends Error {
 
 export function encodeSnapshot(s: StateSnapshot): Buffer {
   const w = new BinaryWriter();
-  w.u64(s.index).u64(s.term).i64(s.clusterId);
+  w.u64(s.index).u64(s.term).u64n(s.clusterId);
   w.u32(s.members.length);
   for (const m of s.members) {
-    w.i64(m.id)
+    w.u64n(m.id)
       .string(m.name)
       .u8(m.isLearner ? 1 : 0);
     w.u32(m.peerUrls.length);
@@ -77,7 +77,7 @@ export function encodeSnapshot(s: StateSnapshot): Buffer {
   w.u32(s.leases.length);
   for (const l of s.leases) w.i64(l.id).u64(l.ttl);
   w.u32(s.alarms.length);
-  for (const a of s.alarms) w.i64(a.memberId).u8(a.alarm);
+  for (const a of s.alarms) w.u64n(a.memberId).u8(a.alarm);
   const body = w.finish();
   const out = Buffer.allocUnsafe(MAGIC.length + body.length + 4);
   MAGIC.copy(out, 0);
@@ -104,10 +104,10 @@ export function decodeSnapshot(data: Buffer, label: string): StateSnapshot {
     const r = new BinaryReader(data.subarray(MAGIC.length, end));
     const index = r.u64();
     const term = r.u64();
-    const clusterId = r.i64();
+    const clusterId = r.u64n();
     const members: MemberImage[] = [];
     for (let n = r.u32(); n > 0; n--) {
-      const id = r.i64();
+      const id = r.u64n();
       const name = r.string();
       const isLearner = r.u8() === 1;
       const peerUrls: string[] = [];
@@ -131,7 +131,7 @@ export function decodeSnapshot(data: Buffer, label: string): StateSnapshot {
     const leases: LeaseImage[] = [];
     for (let n = r.u32(); n > 0; n--) leases.push({ id: r.i64(), ttl: r.u64() });
     const alarms: AlarmImage[] = [];
-    for (let n = r.u32(); n > 0; n--) alarms.push({ memberId: r.i64(), alarm: r.u8() });
+    for (let n = r.u32(); n > 0; n--) alarms.push({ memberId: r.u64n(), alarm: r.u8() });
     if (r.remaining !== 0) throw new RangeError(`${r.remaining} unexpected trailing bytes`);
     return { index, term, clusterId, members, store: { currentRevision, compactedRevision, records }, leases, alarms };
   } catch (err) {
