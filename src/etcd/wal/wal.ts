@@ -238,13 +238,9 @@ export class Wal {
       this.pending = [];
       this.flushing = false;
     };
-    fs.writev(this.fd, buffers, (err, written) => {
+    writeAll(this.fd, buffers, bytes, (err) => {
       if (err) {
         fail(err);
-        return;
-      }
-      if (written !== bytes) {
-        fail(new Error(`short write: ${written} of ${bytes} bytes`));
         return;
       }
       this.size += bytes;
@@ -286,6 +282,29 @@ export class Wal {
       } else break;
     }
   }
+}
+
+/**
+ * Writes every byte or reports why not: a short write is retried for the rest, so that a full
+ * disk surfaces as the kernel's ENOSPC rather than an unexplained short count.
+ */
+function writeAll(fd: number, buffers: Buffer[], total: number, done: (err: Error | null) => void): void {
+  fs.writev(fd, buffers, (err, written) => {
+    if (err) {
+      done(err);
+      return;
+    }
+    if (written === total) {
+      done(null);
+      return;
+    }
+    const rest = Buffer.concat(buffers).subarray(written);
+    fs.write(fd, rest, (err2, written2) => {
+      if (err2) done(err2);
+      else if (written2 === 0) done(new Error(`short write: ${written} of ${total} bytes`));
+      else writeAll(fd, [rest.subarray(written2)], rest.length - written2, done);
+    });
+  });
 }
 
 interface Segment {

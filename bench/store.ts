@@ -1,0 +1,247 @@
+/**
+ * Side-by-side benchmark of our store member and the real etcd 3.4, started with the same settings
+ * (fsync on, fresh data directories, loopback), driven by the same load generator: the `etcd3`
+ * npm client. Prints each figure for both and the ratio ours/etcd.
+ *
+ *   npm run bench                       # all phases, 5 s each
+ *   LAB_BENCH_SECONDS=10 npm run bench  # longer phases
+ *
+ * Not a test: nothing here asserts a speed. The README records the ratios.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { Etcd3 } from "etcd3";
+
+const SECONDS = Number(process.env.LAB_BENCH_SECONDS ?? 5);
+const CONNECTIONS = 8;
+const PER_CONNECTION = 16;
+const KEYS_FOR_MEMORY = Number(process.env.LAB_BENCH_KEYS ?? 100_000);
+const LAB_CLI = path.resolve(import.meta.dirname, "../src/cli/main.js");
+
+interface Server {
+  readonly name: string;
+  readonly endpoint: string;
+  readonly process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+interface Figures {
+  putsPerSec1: number;
+  p50Put1: number;
+  p99Put1: number;
+  putsPerSec128: number;
+  p50Put128: number;
+  p99Put128: number;
+  rangesPerSec128: number;
+  p99Range128: number;
+  watchEventsPerSec: number;
+  rssMiB100k: number;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen({ host: "127.0.0.1", port: 0 }, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startServer(kind: "lab" | "etcd"): Promise<Server> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `lab-bench-${kind}-`));
+  const client = await freePort();
+  const peer = await freePort();
+  const args = [
+    "--name",
+    "bench",
+    "--data-dir",
+    path.join(dir, "data"),
+    "--listen-client-urls",
+    `http://127.0.0.1:${client}`,
+    "--advertise-client-urls",
+    `http://127.0.0.1:${client}`,
+    "--listen-peer-urls",
+    `http://127.0.0.1:${peer}`,
+    "--initial-advertise-peer-urls",
+    `http://127.0.0.1:${peer}`,
+    "--initial-cluster",
+    `bench=http://127.0.0.1:${peer}`,
+  ];
+  const child =
+    kind === "lab"
+      ? spawn(process.execPath, [LAB_CLI, "etcd", ...args], { stdio: "ignore" })
+      : spawn("/usr/bin/etcd", args, { stdio: "ignore" });
+  const endpoint = `127.0.0.1:${client}`;
+  const probe = new Etcd3({ hosts: endpoint });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      await probe.put("bench-ready").value("1");
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`${kind} did not start: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  probe.close();
+  return {
+    name: kind,
+    endpoint,
+    process: child,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/** Runs `op` from `clients` concurrent loops over `connections` clients for SECONDS. */
+async function drive(
+  endpoint: string,
+  connections: number,
+  perConnection: number,
+  op: (client: Etcd3, loop: number, i: number) => Promise<unknown>,
+): Promise<{ perSec: number; p50: number; p99: number }> {
+  const clients = Array.from({ length: connections }, () => new Etcd3({ hosts: endpoint }));
+  // Warm up the connections first so connection setup is not measured.
+  await Promise.all(clients.map((c) => c.get("warmup").string()));
+  const latencies: number[] = [];
+  const start = performance.now();
+  const end = start + SECONDS * 1000;
+  await Promise.all(
+    clients.flatMap((client, c) =>
+      Array.from({ length: perConnection }, async (_, l) => {
+        const loop = c * perConnection + l;
+        for (let i = 0; performance.now() < end; i++) {
+          const t0 = performance.now();
+          await op(client, loop, i);
+          latencies.push(performance.now() - t0);
+        }
+      }),
+    ),
+  );
+  const elapsed = (performance.now() - start) / 1000;
+  for (const c of clients) c.close();
+  latencies.sort((a, b) => a - b);
+  return { perSec: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+async function watchEventsPerSec(endpoint: string): Promise<number> {
+  const watcherClient = new Etcd3({ hosts: endpoint });
+  const watcher = await watcherClient.watch().prefix("watch-bench/").create();
+  let received = 0;
+  let firstAt = 0;
+  let lastAt = 0;
+  watcher.on("put", () => {
+    if (received === 0) firstAt = performance.now();
+    received++;
+    lastAt = performance.now();
+  });
+  let sent = 0;
+  await drive(endpoint, CONNECTIONS, PER_CONNECTION, (client, loop, i) => {
+    sent++;
+    return client
+      .put(`watch-bench/${loop}/${i % 100}`)
+      .value("v")
+      .exec();
+  });
+  const deadline = performance.now() + 30_000;
+  while (received < sent && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await watcher.cancel();
+  watcherClient.close();
+  if (received < sent) throw new Error(`watch lost events: ${received} of ${sent}`);
+  return received / ((lastAt - firstAt) / 1000);
+}
+
+async function rssAfterKeys(server: Server): Promise<number> {
+  const clients = Array.from({ length: CONNECTIONS }, () => new Etcd3({ hosts: server.endpoint }));
+  const value = "v".repeat(256);
+  let next = 0;
+  await Promise.all(
+    clients.flatMap((client) =>
+      Array.from({ length: PER_CONNECTION }, async () => {
+        for (let i = next++; i < KEYS_FOR_MEMORY; i = next++) await client.put(`mem/${i}`).value(value);
+      }),
+    ),
+  );
+  for (const c of clients) c.close();
+  await new Promise((r) => setTimeout(r, 1000));
+  const status = fs.readFileSync(`/proc/${server.process.pid}/status`, "utf8");
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return kb / 1024;
+}
+
+async function measure(kind: "lab" | "etcd"): Promise<Figures> {
+  const server = await startServer(kind);
+  try {
+    process.stderr.write(`${kind}: puts, 1 client\n`);
+    const one = await drive(server.endpoint, 1, 1, (c, _l, i) =>
+      c
+        .put(`one/${i % 1000}`)
+        .value("v".repeat(64))
+        .exec(),
+    );
+    process.stderr.write(`${kind}: puts, ${CONNECTIONS * PER_CONNECTION} clients\n`);
+    const many = await drive(server.endpoint, CONNECTIONS, PER_CONNECTION, (c, l, i) =>
+      c
+        .put(`many/${l}/${i % 100}`)
+        .value("v".repeat(64))
+        .exec(),
+    );
+    process.stderr.write(`${kind}: ranges, ${CONNECTIONS * PER_CONNECTION} clients\n`);
+    const ranges = await drive(server.endpoint, CONNECTIONS, PER_CONNECTION, (c, l) =>
+      c.get(`many/${l}/${l % 100}`).string(),
+    );
+    process.stderr.write(`${kind}: watch events\n`);
+    const watch = await watchEventsPerSec(server.endpoint);
+    process.stderr.write(`${kind}: memory at ${KEYS_FOR_MEMORY} keys\n`);
+    const rss = await rssAfterKeys(server);
+    return {
+      putsPerSec1: one.perSec,
+      p50Put1: one.p50,
+      p99Put1: one.p99,
+      putsPerSec128: many.perSec,
+      p50Put128: many.p50,
+      p99Put128: many.p99,
+      rangesPerSec128: ranges.perSec,
+      p99Range128: ranges.p99,
+      watchEventsPerSec: watch,
+      rssMiB100k: rss,
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+const ROWS: [keyof Figures, string, string][] = [
+  ["putsPerSec1", "puts/s, 1 client", "higher"],
+  ["p50Put1", "put p50 ms, 1 client", "lower"],
+  ["p99Put1", "put p99 ms, 1 client", "lower"],
+  ["putsPerSec128", `puts/s, ${CONNECTIONS * PER_CONNECTION} clients`, "higher"],
+  ["p50Put128", `put p50 ms, ${CONNECTIONS * PER_CONNECTION} clients`, "lower"],
+  ["p99Put128", `put p99 ms, ${CONNECTIONS * PER_CONNECTION} clients`, "lower"],
+  ["rangesPerSec128", `ranges/s, ${CONNECTIONS * PER_CONNECTION} clients`, "higher"],
+  ["p99Range128", `range p99 ms, ${CONNECTIONS * PER_CONNECTION} clients`, "lower"],
+  ["watchEventsPerSec", "watch events/s", "higher"],
+  ["rssMiB100k", `RSS MiB at ${KEYS_FOR_MEMORY} keys`, "lower"],
+];
+
+const ours = await measure("lab");
+const etcd = await measure("etcd");
+const fmt = (n: number): string => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
+console.log(`| figure (${SECONDS} s per phase) | lab | etcd 3.4.23 | lab/etcd |`);
+console.log("|---|---|---|---|");
+for (const [key, label] of ROWS) {
+  console.log(`| ${label} | ${fmt(ours[key])} | ${fmt(etcd[key])} | ${(ours[key] / etcd[key]).toFixed(2)}× |`);
+}
