@@ -10,6 +10,7 @@ import { encodeSnapshot, SnapshotStore } from "../wal/snapshot.js";
 import { Wal, WalFailedError } from "../wal/wal.js";
 import { AlarmType, type InternalRequest, type RangeRequest, type RangeResponse, type TxnRequest } from "../wire.js";
 import { AlarmStore, Applier, type ApplyResult, requestWrites } from "./applier.js";
+import { AutoCompactor } from "./compactor.js";
 import { clusterIdFor, IdGenerator, memberIdFor } from "./ids.js";
 import { Lessor } from "./lessor.js";
 import { WatchHub } from "./watch-hub.js";
@@ -70,7 +71,7 @@ export class EtcdServer {
   private readonly timers: NodeJS.Timeout[] = [];
   private revoking = new Set<bigint>();
   private snapshotting = false;
-  private lastCompactionCheck = { revision: 0, at: 0 };
+  private readonly compactor: AutoCompactor;
 
   private constructor(
     readonly config: EtcdConfig,
@@ -97,6 +98,16 @@ export class EtcdServer {
     this.watchHub = new WatchHub(this.mvcc, config.watchProgressNotifyIntervalMs, now);
     this.applier = new Applier(this.mvcc, this.lessor, this.alarms, (rev) => this.watchHub.onCommit(rev));
     this.ids = new IdGenerator(this.memberId, now());
+    this.compactor = new AutoCompactor(
+      config.autoCompactionMode,
+      {
+        ...(config.autoCompactionRetentionMs !== undefined ? { ms: config.autoCompactionRetentionMs } : {}),
+        ...(config.autoCompactionRetentionRevisions !== undefined
+          ? { revisions: config.autoCompactionRetentionRevisions }
+          : {}),
+      },
+      now,
+    );
     this.snapshots = new SnapshotStore(path.join(config.dataDir, "member", "snap"));
   }
 
@@ -169,8 +180,8 @@ export class EtcdServer {
     // This member leads: it keeps lease expiry, with every lease given a full TTL from now.
     this.lessor.promote();
     this.timers.push(setInterval(() => this.revokeExpiredLeases(), 500));
-    if (this.config.autoCompactionRetention !== "0") {
-      this.timers.push(setInterval(() => this.autoCompact(), this.autoCompactionCheckMs()));
+    if (this.compactor.enabled) {
+      this.timers.push(setInterval(() => this.autoCompact(), this.compactor.intervalMs));
     }
     for (const t of this.timers) t.unref();
   }
@@ -278,33 +289,11 @@ export class EtcdServer {
     }
   }
 
-  private autoCompactionCheckMs(): number {
-    if (this.config.autoCompactionMode === "revision") return 5 * 60_000;
-    const retention = this.config.autoCompactionRetentionMs ?? 0;
-    // etcd checks at a tenth of the retention for short periods, and hourly for long ones.
-    return Math.max(1000, Math.min(retention / 10, 60 * 60_000));
-  }
-
   /** Periodic or revision-based auto compaction, as --auto-compaction-mode asks. */
   private autoCompact(): void {
     if (this.stopped || this.storageError) return;
-    const current = this.mvcc.currentRevision;
-    let target: number;
-    if (this.config.autoCompactionMode === "revision") {
-      target = current - (this.config.autoCompactionRetentionRevisions ?? 0);
-    } else {
-      // Compact to the revision that was current one retention period ago.
-      const retention = this.config.autoCompactionRetentionMs ?? 0;
-      const t = this.now();
-      if (this.lastCompactionCheck.at === 0) {
-        this.lastCompactionCheck = { revision: current, at: t };
-        return;
-      }
-      if (t - this.lastCompactionCheck.at < retention) return;
-      target = this.lastCompactionCheck.revision;
-      this.lastCompactionCheck = { revision: current, at: t };
-    }
-    if (target <= this.mvcc.compactedRevision || target <= 0) return;
+    const target = this.compactor.tick(this.mvcc.currentRevision, this.mvcc.compactedRevision);
+    if (target === undefined) return;
     this.log.info("auto compaction", { revision: target, mode: this.config.autoCompactionMode });
     this.propose({ compaction: { revision: String(target), physical: false } }).catch((err: unknown) => {
       this.log.warn("auto compaction failed", { error: String(err) });
