@@ -5,7 +5,8 @@ import { decodeSnapshot, encodeSnapshot } from "../src/etcd/wal/snapshot.js";
 
 const b = (s: string): Buffer => Buffer.from(s);
 const one = (k: string): KeySpan => keySpan(b(k), Buffer.alloc(0));
-const prefix = (p: string): KeySpan => keySpan(b(p), b(p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1)));
+const prefix = (p: string): KeySpan =>
+  keySpan(b(p), b(p.slice(0, -1) + String.fromCharCode(p.charCodeAt(p.length - 1) + 1)));
 const all: KeySpan = keySpan(b("\0"), b("\0"));
 
 function put(store: MvccStore, key: string, value: string, lease = 0n): number {

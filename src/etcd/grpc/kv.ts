@@ -59,6 +59,9 @@ export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedSer
     }),
     Txn: unary<TxnRequest>(metrics, "Txn", async (t) => {
       checkTxnRequest(t, server.config.maxTxnOps);
+      // After every op is checked (as etcd does, to avoid a quadratic blowup on bad requests).
+      checkIntervals(t.success);
+      checkIntervals(t.failure);
       metrics.txnTotal++;
       if (isReadOnly(t)) {
         // Read-only transactions are served from the applied state without a log entry, as etcd does.
@@ -83,15 +86,16 @@ function checkPutRequest(p: PutRequest): void {
   if (p.ignore_lease && int(p.lease) !== 0) throw new EtcdError("LeaseProvided");
 }
 
-/** etcd's checkTxnRequest: op counts, per-op checks, then no key written twice in one branch. */
+/**
+ * etcd's checkTxnRequest: op counts and per-op checks, nested txns included. As in etcd, a nested
+ * txn may only use what its parent left of the limit (max minus the parent's largest list). The
+ * Txn handler then checks that no key is written twice in one branch (checkIntervals).
+ */
 export function checkTxnRequest(t: TxnRequest, maxTxnOps: number): void {
-  if (t.compare.length > maxTxnOps || t.success.length > maxTxnOps || t.failure.length > maxTxnOps) {
-    throw new EtcdError("TooManyOps");
-  }
+  const opc = Math.max(t.compare.length, t.success.length, t.failure.length);
+  if (opc > maxTxnOps) throw new EtcdError("TooManyOps");
   for (const c of t.compare) if (c.key.length === 0) throw new EtcdError("EmptyKey");
-  for (const op of [...t.success, ...t.failure]) checkOp(op, maxTxnOps);
-  checkIntervals(t.success);
-  checkIntervals(t.failure);
+  for (const op of [...t.success, ...t.failure]) checkOp(op, maxTxnOps - opc);
 }
 
 function checkOp(op: RequestOp, maxTxnOps: number): void {
@@ -101,23 +105,26 @@ function checkOp(op: RequestOp, maxTxnOps: number): void {
   else if (op.request_delete_range) {
     if (op.request_delete_range.key.length === 0) throw new EtcdError("EmptyKey");
   } else if (op.request_txn) checkTxnRequest(op.request_txn, maxTxnOps);
+  // A RequestOp with no request set: etcd answers "key not found".
+  else throw new EtcdError("KeyNotFound");
 }
 
 interface Interval {
   readonly start: string;
-  /** undefined: to the last key. */
-  readonly end: string | undefined;
+  /** Exclusive; an interval whose end is not above its start holds no key. */
+  readonly end: string;
 }
 
 function intervalOf(key: Buffer, rangeEnd: Buffer): Interval {
   const start = key.toString("latin1");
   if (rangeEnd.length === 0) return { start, end: `${start}\u0000` };
-  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start, end: undefined };
+  // etcd's check takes range_end literally here: a from-key delete ("\0") is the interval
+  // [key, "\0"), which holds no key, so it never conflicts with a put (though it deletes keys).
   return { start, end: rangeEnd.toString("latin1") };
 }
 
 function hits(dels: readonly Interval[], key: string): boolean {
-  return dels.some((d) => key >= d.start && (d.end === undefined || key < d.end));
+  return dels.some((d) => key >= d.start && key < d.end);
 }
 
 /**

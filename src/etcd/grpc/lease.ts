@@ -44,7 +44,11 @@ export function leaseService(server: EtcdServer, metrics: Metrics): grpc.Untyped
     }),
     LeaseLeases: unary<object>(metrics, "LeaseLeases", () => ({
       header: header(server, server.mvcc.currentRevision),
-      leases: server.lessor.list().map((l) => ({ ID: l.id.toString() })),
+      // Soonest expiry first, as etcd's lessor lists them.
+      leases: server.lessor
+        .list()
+        .sort((a, b) => (a.expiry < b.expiry ? -1 : a.expiry > b.expiry ? 1 : 0))
+        .map((l) => ({ ID: l.id.toString() })),
     })),
     LeaseKeepAlive: (call: grpc.ServerDuplexStream<{ ID: string }, object>) => {
       metrics.countRequest("LeaseKeepAlive");

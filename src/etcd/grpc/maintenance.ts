@@ -5,7 +5,7 @@ import type { EtcdServer } from "../server/server.js";
 import { SERVER_VERSION } from "../server/server.js";
 import { AlarmAction, type AlarmRequest, AlarmType, bigint, int } from "../wire.js";
 import { serviceError } from "./errors.js";
-import { header, withHeader } from "./kv.js";
+import { header } from "./kv.js";
 import type { Metrics } from "./metrics.js";
 import { unary } from "./unary.js";
 
@@ -48,7 +48,8 @@ export function maintenanceService(server: EtcdServer, metrics: Metrics): grpc.U
     }),
     HashKV: unary<{ revision: string }>(metrics, "HashKV", (r) => {
       const h = server.mvcc.hashKV(int(r.revision));
-      return { header: header(server, h.revision), hash: h.hash, compact_revision: h.compactRevision };
+      // etcd reports its store's compaction revision as is: -1 until something is compacted.
+      return { header: header(server, h.revision), hash: h.hash, compact_revision: server.mvcc.firstRevision };
     }),
     Snapshot: (call: grpc.ServerWritableStream<object, object>) => {
       metrics.countRequest("Snapshot");
@@ -63,9 +64,16 @@ export function maintenanceService(server: EtcdServer, metrics: Metrics): grpc.U
   };
 }
 
+// etcd streams a bbolt file, which is whole pages; etcdctl relies on that to find the SHA-256
+// trailer (it requires size % 512 == 32). Our snapshot is padded with zero bytes to whole pages,
+// so whoever reads a saved file back must drop the zeros after the snapshot's own CRC.
+const SNAPSHOT_PAGE = 4096;
+
 /** Streams the state in 32 KiB chunks, then the SHA-256 of all of it, as etcd does. */
 async function streamSnapshot(server: EtcdServer, call: grpc.ServerWritableStream<object, object>): Promise<void> {
-  const data = server.snapshotBytes();
+  const state = server.snapshotBytes();
+  const data = Buffer.alloc(Math.ceil(state.length / SNAPSHOT_PAGE) * SNAPSHOT_PAGE);
+  state.copy(data);
   const sha = createHash("sha256");
   let sent = 0;
   while (sent < data.length) {
@@ -98,9 +106,15 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
       );
     });
   return {
-    MemberList: unary<object>(metrics, "MemberList", () =>
-      withHeader(server, { members: members() }, server.mvcc.currentRevision),
-    ),
+    MemberList: unary<object>(metrics, "MemberList", () => ({
+      // etcd's cluster service fills no revision in its headers.
+      header: {
+        cluster_id: server.clusterId.toString(),
+        member_id: server.memberId.toString(),
+        raft_term: server.raftTerm,
+      },
+      members: members(),
+    })),
     MemberAdd: notYet("MemberAdd"),
     MemberRemove: notYet("MemberRemove"),
     MemberUpdate: notYet("MemberUpdate"),

@@ -1,16 +1,27 @@
 import type * as grpc from "@grpc/grpc-js";
-import type { MvccEvent } from "../mvcc/store.js";
+import type { KeyValue, MvccEvent } from "../mvcc/store.js";
 import { keySpan } from "../mvcc/store.js";
 import { kvToWire } from "../server/applier.js";
 import type { EtcdServer } from "../server/server.js";
 import type { Watcher, WatchSink } from "../server/watch-hub.js";
-import { FilterType, int } from "../wire.js";
+import { FilterType, int, type KeyValueMsg, type ResponseHeader } from "../wire.js";
 import { header } from "./kv.js";
 import type { Metrics } from "./metrics.js";
 
 /**
  * The Watch service: one bidirectional stream carries many watchers. Creation, cancellation and
  * progress requests come in; events, created/canceled notices and progress notifications go out.
+ *
+ * What goes out follows etcd 3.4 (etcdserver/api/v3rpc/watch.go and mvcc/watcher.go):
+ *  - create: "created" with the current revision, or, for an empty range or a watch ID already in
+ *    use on the stream, a response with watch_id -1, created and canceled, and the reason;
+ *  - a watcher whose start revision was compacted gets a cancel with compact_revision set and a
+ *    header revision of 0; its ID stays taken until the client cancels it;
+ *  - cancel of an unknown ID is ignored; a known one answers "canceled";
+ *  - a client half-close does not end the stream: watchers keep delivering until the call ends.
+ * One deliberate difference: a progress request (watch_id -1) is answered only once every watcher
+ * of the stream has been handed every revision up to the one in its header, so it is a bookmark
+ * (nothing at or before that revision is still on its way). etcd 3.4 answers at once.
  */
 
 interface WatchCreateRequest {
@@ -31,8 +42,18 @@ interface WatchRequest {
   progress_request?: object | null;
 }
 
-// A response's payload size estimate: key + value (+ prev) + framing per event.
-const EVENT_OVERHEAD = 64;
+interface WireEvent {
+  type: number;
+  kv: KeyValueMsg;
+  prev_kv?: KeyValueMsg;
+}
+
+/** etcd lets a watch response grow this much past --max-request-bytes before fragmenting it. */
+const GRPC_OVERHEAD_BYTES = 512 * 1024;
+/** Unsent response bytes on a stream above which it counts as congested (delivery pauses). */
+const HIGH_WATER_BYTES = 1024 * 1024;
+/** Size charged for responses without events. */
+const CONTROL_BYTES = 64;
 
 export function watchService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
   return {
@@ -44,11 +65,16 @@ export function watchService(server: EtcdServer, metrics: Metrics): grpc.Untyped
 }
 
 class WatchStream implements WatchSink {
+  /** Every watcher of the stream by ID, compacted ones included (their IDs stay taken). */
   private readonly watchers = new Map<number, Watcher>();
   private nextId = 0;
   private closed = false;
-  /** A progress request waits here until every watcher of the stream has caught up. */
-  private progressPending = false;
+  /** Progress requests not yet answered: they wait until every watcher has caught up. */
+  private progressRequests = 0;
+  /** Bytes handed to gRPC and not yet written out to the connection. */
+  private unsentBytes = 0;
+  /** Whether `congested` was seen true since the last resume (so a resume is owed). */
+  private wasCongested = false;
 
   constructor(
     private readonly server: EtcdServer,
@@ -56,20 +82,17 @@ class WatchStream implements WatchSink {
   ) {}
 
   get congested(): boolean {
-    return this.call.writableNeedDrain;
+    const c = this.unsentBytes >= HIGH_WATER_BYTES || this.call.writableNeedDrain;
+    if (c) this.wasCongested = true;
+    return c;
   }
 
   start(): void {
     this.call.on("data", (req: WatchRequest) => this.onRequest(req));
-    this.call.on("drain", () => {
-      this.server.watchHub.resume();
-      this.maybeAnswerProgress();
-    });
+    this.call.on("drain", () => this.maybeResume());
+    // A half-close ("end") only means the client sends no more requests; as in etcd, its watchers
+    // keep delivering until the call is cancelled or fails.
     const close = (): void => this.close();
-    this.call.on("end", () => {
-      close();
-      this.call.end();
-    });
     this.call.on("error", close);
     this.call.on("cancelled", close);
     this.call.on("close", close);
@@ -82,9 +105,29 @@ class WatchStream implements WatchSink {
     this.watchers.clear();
   }
 
-  private send(msg: object): void {
+  private send(msg: object, bytes: number): void {
     if (this.closed) return;
-    this.call.write(msg);
+    this.unsentBytes += bytes;
+    try {
+      this.call.write(msg, () => {
+        this.unsentBytes -= bytes;
+        this.maybeResume();
+      });
+    } catch {
+      // The call is gone (written after it ended or failed): nothing more can reach the client.
+      this.close();
+    }
+  }
+
+  private maybeResume(): void {
+    if (!this.wasCongested || this.closed) return;
+    if (this.unsentBytes >= HIGH_WATER_BYTES || this.call.writableNeedDrain) return;
+    this.wasCongested = false;
+    this.server.watchHub.resume();
+  }
+
+  private hdr(revision: number): ResponseHeader {
+    return header(this.server, revision);
   }
 
   private onRequest(req: WatchRequest): void {
@@ -92,32 +135,31 @@ class WatchStream implements WatchSink {
     if (req.create_request) this.create(req.create_request);
     else if (req.cancel_request) this.cancel(int(req.cancel_request.watch_id));
     else if (req.progress_request) {
-      this.progressPending = true;
+      this.progressRequests++;
       this.maybeAnswerProgress();
     }
   }
 
   private create(c: WatchCreateRequest): void {
     const current = this.server.mvcc.currentRevision;
-    const span = keySpan(c.key, c.range_end);
+    // As etcd: an empty key means "\0", the smallest key; a range_end of "\0" means "to the end".
+    const key = c.key.length === 0 ? Buffer.from([0]) : c.key;
+    const span = keySpan(key, c.range_end);
     let id = int(c.watch_id);
     let error: string | undefined;
     if (!span.single && span.end !== undefined && span.start >= span.end) error = "mvcc: watcher range is empty";
     else if (id === 0) {
       while (this.watchers.has(this.nextId)) this.nextId++;
       id = this.nextId++;
-    } else if (this.watchers.has(id)) error = "mvcc: watcher ID exists";
+    } else if (this.watchers.has(id)) error = "mvcc: duplicate watch ID provided on the WatchStream";
     if (error !== undefined) {
-      this.send({
-        header: header(this.server, current),
-        watch_id: -1,
-        created: true,
-        canceled: true,
-        cancel_reason: error,
-      });
+      this.send(
+        { header: this.hdr(current), watch_id: -1, created: true, canceled: true, cancel_reason: error },
+        CONTROL_BYTES,
+      );
       return;
     }
-    this.send({ header: header(this.server, current), watch_id: id, created: true });
+    this.send({ header: this.hdr(current), watch_id: id, created: true }, CONTROL_BYTES);
     const w = this.server.watchHub.add(id, this, {
       span,
       startRevision: int(c.start_revision),
@@ -135,75 +177,126 @@ class WatchStream implements WatchSink {
     if (!w) return;
     this.server.watchHub.remove(w);
     this.watchers.delete(id);
-    this.send({ header: header(this.server, this.server.mvcc.currentRevision), watch_id: id, canceled: true });
+    this.send({ header: this.hdr(this.server.mvcc.currentRevision), watch_id: id, canceled: true }, CONTROL_BYTES);
     this.maybeAnswerProgress();
   }
 
   private maybeAnswerProgress(): void {
-    if (!this.progressPending) return;
-    for (const w of this.watchers.values()) if (!this.server.watchHub.isSynced(w)) return;
-    this.progressPending = false;
-    this.send({ header: header(this.server, this.server.mvcc.currentRevision), watch_id: -1 });
+    if (this.progressRequests === 0 || this.closed) return;
+    for (const w of this.watchers.values()) if (!this.server.watchHub.isCaughtUp(w)) return;
+    const hdr = this.hdr(this.server.mvcc.currentRevision);
+    for (; this.progressRequests > 0; this.progressRequests--) this.send({ header: hdr, watch_id: -1 }, CONTROL_BYTES);
   }
 
   // ---- WatchSink ----
 
   deliver(w: Watcher, events: MvccEvent[], revision: number): void {
-    const wire = events.map((e) => ({
-      type: e.type === "PUT" ? 0 : 1,
-      kv: kvToWire(e.kv),
-      ...(w.prevKv && e.prevKv ? { prev_kv: kvToWire(e.prevKv) } : {}),
-    }));
-    const hdr = header(this.server, revision);
-    const limit = this.server.config.maxRequestBytes;
-    if (!w.fragment || estimate(events, w.prevKv) <= limit) {
-      this.send({ header: hdr, watch_id: w.id, events: wire });
-    } else {
-      // Split a response too large for one message; every part but the last says "fragment".
-      let part: typeof wire = [];
-      let size = 0;
-      const parts: (typeof wire)[] = [];
-      wire.forEach((ev, i) => {
-        const evSize = eventSize(events[i] as MvccEvent, w.prevKv);
-        if (part.length > 0 && size + evSize > limit) {
-          parts.push(part);
-          part = [];
-          size = 0;
-        }
-        part.push(ev);
-        size += evSize;
-      });
-      parts.push(part);
-      parts.forEach((p, i) => {
-        this.send({ header: hdr, watch_id: w.id, events: p, fragment: i < parts.length - 1 });
-      });
+    const compactRev = this.server.mvcc.compactedRevision;
+    const wire: WireEvent[] = [];
+    const sizes: number[] = [];
+    for (const e of events) {
+      // etcd reads the previous value at mod_revision - 1, which is gone once compacted.
+      const prev = w.prevKv && e.prevKv && e.kv.modRevision - 1 >= compactRev ? e.prevKv : undefined;
+      const ev: WireEvent = { type: e.type === "PUT" ? 0 : 1, kv: kvToWire(e.kv) };
+      if (prev) ev.prev_kv = kvToWire(prev);
+      wire.push(ev);
+      sizes.push(eventSize(e, prev));
     }
-    if (this.progressPending) this.maybeAnswerProgress();
+    const hdr = this.hdr(revision);
+    const base = messageSize(headerSize(hdr)) + int64FieldSize(w.id);
+    let total = base;
+    for (const s of sizes) total += messageSize(s);
+    const limit = this.server.config.maxRequestBytes + GRPC_OVERHEAD_BYTES;
+    if (!w.fragment || total < limit || wire.length < 2) {
+      this.send({ header: hdr, watch_id: w.id, events: wire }, total);
+    } else {
+      // etcd's sendFragments: fill each part while it stays under the limit (at least one event
+      // per part); every part but the last says "fragment".
+      const fragBase = base + 2;
+      let i = 0;
+      while (i < wire.length) {
+        const part: WireEvent[] = [];
+        let size = fragBase;
+        for (; i < wire.length; i++) {
+          const s = messageSize(sizes[i] as number);
+          if (part.length > 0 && size + s >= limit) break;
+          part.push(wire[i] as WireEvent);
+          size += s;
+        }
+        const last = i === wire.length;
+        this.send({ header: hdr, watch_id: w.id, events: part, fragment: !last }, last ? size - 2 : size);
+      }
+    }
+    this.maybeAnswerProgress();
   }
 
   compacted(w: Watcher, compactRevision: number): void {
-    this.watchers.delete(w.id);
-    this.send({
-      header: header(this.server, this.server.mvcc.currentRevision),
-      watch_id: w.id,
-      canceled: true,
-      compact_revision: compactRevision,
-    });
+    // The watcher keeps its ID on the stream until the client cancels it (etcd does the same).
+    this.send(
+      { header: this.hdr(0), watch_id: w.id, canceled: true, compact_revision: compactRevision },
+      CONTROL_BYTES,
+    );
+    this.maybeAnswerProgress();
   }
 
   progress(w: Watcher, revision: number): void {
-    this.send({ header: header(this.server, revision), watch_id: w.id });
+    this.send({ header: this.hdr(revision), watch_id: w.id }, CONTROL_BYTES);
+  }
+
+  caughtUp(_w: Watcher): void {
+    this.maybeAnswerProgress();
   }
 }
 
-function eventSize(e: MvccEvent, withPrev: boolean): number {
-  let n = e.kv.key.length + e.kv.value.length + EVENT_OVERHEAD;
-  if (withPrev && e.prevKv) n += e.prevKv.key.length + e.prevKv.value.length + EVENT_OVERHEAD;
+// ---- exact protobuf sizes, for fragmenting as etcd does ----
+
+function varintSize(v: number | bigint): number {
+  if (v < 0) return 10; // a negative int64 is sign-extended to 64 bits
+  let n = 1;
+  let x = BigInt(v);
+  while (x >= 128n) {
+    x >>= 7n;
+    n++;
+  }
   return n;
 }
 
-function estimate(events: readonly MvccEvent[], withPrev: boolean): number {
-  let n = 0;
-  for (const e of events) n += eventSize(e, withPrev);
+/** A varint field (tag + value); absent when zero, as proto3 encodes it. */
+function int64FieldSize(v: number | bigint): number {
+  return v === 0 || v === 0n ? 0 : 1 + varintSize(v);
+}
+
+function bytesFieldSize(len: number): number {
+  return len === 0 ? 0 : 1 + varintSize(len) + len;
+}
+
+/** A length-delimited embedded message field (tag + length + body). */
+function messageSize(body: number): number {
+  return 1 + varintSize(body) + body;
+}
+
+function headerSize(h: ResponseHeader): number {
+  return (
+    int64FieldSize(BigInt(h.cluster_id)) +
+    int64FieldSize(BigInt(h.member_id)) +
+    int64FieldSize(BigInt(h.revision)) +
+    int64FieldSize(BigInt(h.raft_term))
+  );
+}
+
+function kvSize(kv: KeyValue): number {
+  return (
+    bytesFieldSize(kv.key.length) +
+    int64FieldSize(kv.createRevision) +
+    int64FieldSize(kv.modRevision) +
+    int64FieldSize(kv.version) +
+    bytesFieldSize(kv.value.length) +
+    int64FieldSize(kv.lease)
+  );
+}
+
+function eventSize(e: MvccEvent, prev: KeyValue | undefined): number {
+  let n = (e.type === "PUT" ? 0 : 2) + messageSize(kvSize(e.kv));
+  if (prev) n += messageSize(kvSize(prev));
   return n;
 }

@@ -113,6 +113,8 @@ export class MvccStore {
   private history: RevisionEvents[] = [];
   private rev = 1;
   private compactRev = 0;
+  /** Whether anything was ever compacted (etcd starts at -1, so compacting at 0 is allowed once). */
+  private compactedOnce = false;
   private allocatedBytes = EMPTY_DB_SIZE;
   private liveBytes = EMPTY_DB_SIZE;
   private leaseListener: LeaseAttachmentListener | undefined;
@@ -128,6 +130,11 @@ export class MvccStore {
 
   get compactedRevision(): number {
     return this.compactRev;
+  }
+
+  /** etcd's "first revision" of reads: the compaction revision, or -1 before any compaction. */
+  get firstRevision(): number {
+    return this.compactedOnce ? this.compactRev : -1;
   }
 
   /** Size of the backend as a file would have it: grows with writes, shrinks only on defragment. */
@@ -158,7 +165,7 @@ export class MvccStore {
    * were dropped from the watch history so callers can reason about it (mostly for tests).
    */
   compact(revision: number): void {
-    if (revision <= this.compactRev) throw errCompacted();
+    if (revision < 0 || (this.compactedOnce && revision <= this.compactRev)) throw errCompacted();
     if (revision > this.rev) throw errFutureRev();
     const emptied: string[] = [];
     for (const [key, records] of this.byKey) {
@@ -173,6 +180,7 @@ export class MvccStore {
       this.keys.delete(key);
     }
     this.compactRev = revision;
+    this.compactedOnce = true;
     const first = this.history.findIndex((h) => h.revision >= revision);
     this.history = first < 0 ? [] : this.history.slice(first);
     const head = this.history[0];
@@ -250,6 +258,7 @@ export class MvccStore {
     this.keys = new SortedKeys();
     this.rev = image.currentRevision;
     this.compactRev = image.compactedRevision;
+    this.compactedOnce = image.compactedRevision > 0;
     this.liveBytes = EMPTY_DB_SIZE;
     const byRevision = new Map<number, MvccEvent[]>();
     for (const r of image.records) {

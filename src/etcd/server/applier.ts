@@ -96,7 +96,7 @@ export class Applier {
   ) {}
 
   apply(req: InternalRequest): ApplyResult {
-    if (req.put) return this.write((txn) => this.put(txn, req.put as PutRequest), true);
+    if (req.put) return this.write((txn) => this.put(txn, req.put as PutRequest, true), true);
     if (req.delete_range)
       return this.write((txn) => this.deleteRange(txn, req.delete_range as DeleteRangeRequest), false);
     if (req.txn) return this.txn(req.txn);
@@ -141,8 +141,9 @@ export class Applier {
     if (rev.events.length > 0) this.onCommit(rev);
   }
 
-  private put(txn: WriteTxn, p: PutRequest): PutResponse {
-    checkPut(txn, this.lessor, p);
+  /** `standalone`: a Put request, which etcd checks for the lease before the previous key. */
+  private put(txn: WriteTxn, p: PutRequest, standalone: boolean): PutResponse {
+    checkPut(txn, this.lessor, p, standalone);
     const key = p.key.toString("latin1");
     const prev = txn.latest(key);
     const value = p.ignore_value ? (prev as KeyValue).value : p.value;
@@ -173,14 +174,14 @@ export class Applier {
     try {
       checkPathRequests(t, path, txn, this.lessor, this.mvcc);
       const cursor = { i: 0 };
-      response = this.runTxn(txn, t, path, cursor);
+      response = this.runTxn(txn, t, path, cursor, false);
     } finally {
       this.commit(txn);
     }
     return this.done(response, txn.readRevision);
   }
 
-  private runTxn(txn: WriteTxn, t: TxnRequest, path: boolean[], cursor: { i: number }): TxnResponse {
+  private runTxn(txn: WriteTxn, t: TxnRequest, path: boolean[], cursor: { i: number }, nested: boolean): TxnResponse {
     const succeeded = path[cursor.i++] as boolean;
     const ops = succeeded ? t.success : t.failure;
     const responses: ResponseOp[] = [];
@@ -189,14 +190,15 @@ export class Applier {
         const rr = rangeWith(op.request_range, (span, opts) => txn.range(span, opts));
         responses.push({ response_range: rr });
       } else if (op.request_put) {
-        responses.push({ response_put: this.put(txn, op.request_put) });
+        responses.push({ response_put: this.put(txn, op.request_put, false) });
       } else if (op.request_delete_range) {
         responses.push({ response_delete_range: this.deleteRange(txn, op.request_delete_range) });
       } else if (op.request_txn) {
-        responses.push({ response_txn: this.runTxn(txn, op.request_txn, path, cursor) });
+        responses.push({ response_txn: this.runTxn(txn, op.request_txn, path, cursor, true) });
       }
     }
-    return { header: { revision: txn.readRevision } as never, succeeded, responses };
+    // etcd fills in only the outermost txn's header; a nested one's stays all zeros.
+    return { header: { revision: nested ? 0 : txn.readRevision } as never, succeeded, responses };
   }
 
   private leaseRevoke(id: bigint): ApplyResult {
@@ -268,7 +270,9 @@ function rangeWith(r: RangeRequest, read: RangeFn): RangeResponse {
   }
   let order = r.sort_order;
   if (r.sort_target !== SortTarget.KEY && order === SortOrder.NONE) order = SortOrder.ASCEND;
-  if (order !== SortOrder.NONE && !(r.sort_target === SortTarget.KEY && order === SortOrder.ASCEND)) {
+  // Any other sort_order value (not an enum member) is accepted and leaves the keys in key order.
+  const sorts = order === SortOrder.ASCEND || order === SortOrder.DESCEND;
+  if (sorts && !(r.sort_target === SortTarget.KEY && order === SortOrder.ASCEND)) {
     const cmp = sortComparator(r.sort_target);
     kvs = [...kvs].sort(order === SortOrder.DESCEND ? (a, b) => cmp(b, a) : cmp);
   }
@@ -356,8 +360,12 @@ function compareKv(c: Compare, kv: KeyValue | undefined): boolean {
       r = a < b ? -1 : a > b ? 1 : 0;
       break;
     }
-    default:
+    case CompareTarget.VERSION:
       r = Math.sign((kv?.version ?? 0) - int(c.version));
+      break;
+    default:
+      // Not a CompareTarget: etcd compares nothing (as equal).
+      r = 0;
   }
   switch (c.result) {
     case CompareResult.EQUAL:
@@ -369,33 +377,61 @@ function compareKv(c: Compare, kv: KeyValue | undefined): boolean {
     case CompareResult.LESS:
       return r < 0;
     default:
-      return false;
+      // Not a CompareResult: etcd counts the compare as holding.
+      return true;
   }
 }
 
-/** The state-dependent checks of a put (etcd's checkRequestPut). */
-function checkPut(view: { latest(key: string): KeyValue | undefined }, lessor: Lessor, p: PutRequest): void {
+/**
+ * The state-dependent checks of a put: etcd's checkRequestPut for puts in a txn (previous key, then
+ * lease), and the other order for a standalone Put (applierV3backend.Put looks up the lease first).
+ */
+function checkPut(
+  view: { latest(key: string): KeyValue | undefined },
+  lessor: Lessor,
+  p: PutRequest,
+  leaseFirst = false,
+): void {
+  const lease = bigint(p.lease);
+  const checkLease = (): void => {
+    if (!p.ignore_lease && lease !== 0n && !lessor.has(lease)) throw new EtcdError("LeaseNotFound");
+  };
+  if (leaseFirst) checkLease();
   if (p.ignore_value || p.ignore_lease) {
     if (!view.latest(p.key.toString("latin1"))) throw new EtcdError("KeyNotFound");
   }
-  const lease = bigint(p.lease);
-  if (!p.ignore_lease && lease !== 0n && !lessor.has(lease)) throw new EtcdError("LeaseNotFound");
+  checkLease();
 }
 
-/** Checks the ops of the chosen branches before any of them runs, so a txn is all or nothing. */
+/**
+ * Checks the ops of the chosen branches before any of them runs, so a txn is all or nothing. As
+ * etcd does: every put on the path first, then every range's revision, the latter against etcd's
+ * "first revision" (the compaction revision, or -1 before any compaction, so that a negative
+ * revision counts as compacted once anything was compacted).
+ */
 function checkPathRequests(t: TxnRequest, path: boolean[], txn: WriteTxn, lessor: Lessor, mvcc: MvccStore): void {
-  let i = 0;
-  const walk = (t2: TxnRequest): void => {
-    const ops: RequestOp[] = path[i++] ? t2.success : t2.failure;
-    for (const op of ops) {
-      if (op.request_put) checkPut(txn, lessor, op.request_put);
-      else if (op.request_range) {
-        const rev = int(op.request_range.revision);
-        if (rev > 0) mvcc.resolveReadRevision(rev);
-      } else if (op.request_txn) walk(op.request_txn);
-    }
+  const walk = (visit: (op: RequestOp) => void): void => {
+    let i = 0;
+    const step = (t2: TxnRequest): void => {
+      const ops: RequestOp[] = path[i++] ? t2.success : t2.failure;
+      for (const op of ops) {
+        if (op.request_txn) step(op.request_txn);
+        else visit(op);
+      }
+    };
+    step(t);
   };
-  walk(t);
+  walk((op) => {
+    if (op.request_put) checkPut(txn, lessor, op.request_put);
+  });
+  const firstRev = mvcc.firstRevision;
+  walk((op) => {
+    if (!op.request_range) return;
+    const rev = int(op.request_range.revision);
+    if (rev === 0) return;
+    if (rev > mvcc.currentRevision) throw new EtcdError("FutureRev");
+    if (rev < firstRev) throw new EtcdError("Compacted");
+  });
 }
 
 /** True when the command would write keys (for the NOSPACE check made before proposing). */
