@@ -1,0 +1,47 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Pair } from "./helpers/etcdctl-diff.js";
+
+/**
+ * Known differences from etcd 3.4.23 that live outside the KV/lease/maintenance handlers. Each test
+ * states etcd's behaviour and is marked `fails` while ours differs: when one starts passing (the
+ * difference got fixed), vitest reports it, and the `.fails` must go.
+ */
+describe("known differences: lab etcd vs etcd 3.4.23", () => {
+  let pair: Pair;
+  beforeAll(async () => {
+    pair = await Pair.start({ extraArgs: ["--max-request-bytes", "4096"] });
+  });
+  afterAll(async () => {
+    await pair?.stop();
+  });
+
+  // `--cluster` (and any `--endpoints http://...` for endpoint status/hashkv and defrag) makes
+  // etcdctl dial "passthrough:///http://host:port", so gRPC sends ":authority: http://host:port".
+  // Node's HTTP/2 layer rejects an authority containing "/" with RST_STREAM PROTOCOL_ERROR before
+  // gRPC sees the call; etcd (grpc-go) accepts it. Fix belongs in src/etcd/grpc/listener.ts.
+  it.fails("endpoint status --cluster (client URLs with a scheme)", async () => {
+    for (const args of [
+      ["endpoint", "status", "--cluster", "-w", "table"],
+      ["endpoint", "hashkv", "--cluster"],
+      ["defrag", "--cluster"],
+    ]) {
+      expect((await pair.same(args)).code, args.join(" ")).toBe(0);
+    }
+  });
+
+  // etcd compares --max-request-bytes with the size of its raft entry (InternalRaftRequest); ours
+  // measures its own log entry, which encodes default-valued fields and is ~5 bytes larger, so
+  // requests within a few bytes of the limit are refused by ours only. Fix belongs in the
+  // proposal path (src/etcd/server/server.ts propose, or src/etcd/proto.ts encodeInternal).
+  it.fails("a put just under --max-request-bytes", async () => {
+    expect((await pair.same(["put", "k"], { input: "x".repeat(4070) })).stdout).toBe("OK\n");
+  });
+
+  // Over max-request-bytes + 512 KiB, gRPC itself refuses the message: grpc-go says
+  // "grpc: received message larger than max (N vs. M)", grpc-js "Received message larger than max
+  // (N vs M)". Fix would need the limit enforced by our code rather than grpc-js (listener.ts).
+  it.fails("a request over the gRPC message limit", async () => {
+    const r = await pair.same(["put", "k"], { input: "x".repeat(600_000) });
+    expect(r.stderr).toContain("grpc: received message larger than max");
+  });
+});
