@@ -910,6 +910,7 @@ export class Raft {
         learners.delete(cc.nodeId);
         break;
     }
+    const known = new Set(this.tracker.progress.keys());
     this.tracker.applyConfState({ voters: [...voters], learners: [...learners] }, this.raftLog.lastIndex() + 1);
     this.isLearner = this.tracker.learners.has(this.id);
     const cs = this.tracker.confState();
@@ -921,9 +922,11 @@ export class Raft {
       this.becomeFollower(this.term, NONE);
       return cs;
     }
-    // A smaller quorum may commit more; new members need their first MsgApp.
+    // A smaller quorum may commit more; new members need their first MsgApp. A new member's
+    // progress starts at next = lastIndex+1, so it has no entries to send: probe it with an empty
+    // MsgApp (sendIfEmpty), or it would wait for the next heartbeat or proposal to be noticed.
     if (this.maybeCommit()) this.bcastAppend();
-    else this.forEachPeer((id) => this.maybeSendAppend(id, false));
+    else this.forEachPeer((id) => this.maybeSendAppend(id, !known.has(id)));
     if (this.leadTransferee !== NONE && !this.tracker.voters.has(this.leadTransferee)) this.abortLeaderTransfer();
     return cs;
   }

@@ -27,7 +27,8 @@ import {
  *
  * 1. Persist, durably and atomically: `snapshot` (if any), then `entries` (appended after
  *    truncating any conflicting suffix), then `hardState` (if any). `mustSync` says whether an
- *    fsync is required (new entries or a new term/vote); a commit-only change may be written lazily.
+ *    fsync is required (a snapshot, new entries or a new term/vote); a commit-only change may be
+ *    written lazily.
  * 2. Only then send `messages`. A message may promise what step 1 wrote (a vote, an ack of
  *    entries); sending it before the write is durable would let a crash break that promise.
  * 3. Apply `snapshot` (if any) to the state machine, then `committedEntries` in order. Conf change
@@ -199,7 +200,15 @@ export class RawNode {
       this.prevHardState = hs;
     }
     const snap = r.raftLog.unstableSnapshot();
-    if (snap !== undefined) rd.snapshot = snap;
+    if (snap !== undefined) {
+      rd.snapshot = snap;
+      // The snapshot replaces the log, and this Ready's MsgAppResp acknowledges its index: the
+      // leader then counts that index as this follower's match and never probes below it. A
+      // snapshot written lazily and lost in a crash would leave the follower without entries
+      // the leader believes it has: every later MsgApp to it would be rejected, for as long as
+      // that leader leads.
+      rd.mustSync = true;
+    }
     if (rd.entries.length > 0) rd.mustSync = true;
     r.msgs = [];
     r.readStates = [];
