@@ -40,18 +40,18 @@ describe("lab command line", () => {
     expect(badEnv.stderr).toContain("ETCD_SNAPSHOT_COUNT");
   });
 
-  it("refuses a multi-member --initial-cluster until Raft lands, saying what to do", async () => {
+  it("refuses an --initial-cluster that does not list this member, saying what to do", async () => {
     const r = await lab([
       "etcd",
       "--name",
-      "a",
+      "c",
       "--initial-advertise-peer-urls",
       "http://127.0.0.1:2380",
       "--initial-cluster",
       "a=http://127.0.0.1:2380,b=http://127.0.0.1:2381",
     ]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("single-member clusters only");
+    expect(r.stderr).toContain('--initial-cluster has no member named "c"');
   });
 });
 

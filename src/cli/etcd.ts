@@ -1,5 +1,6 @@
 import { type EtcdConfig, etcdFlagHelp, parseEtcdConfig, UsageError, wantsHelp } from "../etcd/config.js";
 import { listenClients } from "../etcd/grpc/listener.js";
+import { discoverCluster, PeerTransport } from "../etcd/peer/transport.js";
 import { EtcdServer } from "../etcd/server/server.js";
 import { createLogger } from "../util/logger.js";
 
@@ -31,7 +32,19 @@ export async function runEtcd(argv: readonly string[]): Promise<number> {
 
   let server: EtcdServer;
   try {
-    server = await EtcdServer.start({ config, logger });
+    server = await EtcdServer.start({
+      config,
+      logger,
+      connectPeers: (ids, handlers) =>
+        PeerTransport.start({
+          memberId: ids.memberId,
+          clusterId: ids.clusterId,
+          listen: config.listenPeerUrls,
+          logger,
+          ...handlers,
+        }),
+      discoverCluster: () => discoverCluster(config, logger),
+    });
   } catch (err) {
     process.stderr.write(
       `lab etcd: cannot start member ${config.name}: ${err instanceof Error ? err.message : String(err)}\n`,
@@ -59,6 +72,15 @@ export async function runEtcd(argv: readonly string[]): Promise<number> {
         .then(() => server.stop())
         .then(() => resolve(0));
     };
+    server.onFatal = (err) => {
+      if (stopping) return;
+      stopping = true;
+      process.stderr.write(`lab etcd: member ${config.name} stops: ${err.message}\n`);
+      void listeners
+        .close()
+        .then(() => server.stop())
+        .then(() => resolve(1));
+    };
     process.on("SIGTERM", () => shutdown("SIGTERM"));
     process.on("SIGINT", () => shutdown("SIGINT"));
   });
@@ -66,11 +88,6 @@ export async function runEtcd(argv: readonly string[]): Promise<number> {
 
 /** What this build cannot do yet is refused up front, with what to do instead. */
 function checkSupported(config: EtcdConfig): void {
-  if (config.initialCluster.size > 1) {
-    throw new UsageError(
-      `--initial-cluster lists ${config.initialCluster.size} members (${[...config.initialCluster.keys()].join(", ")}); this build runs single-member clusters only. Start one member with --initial-cluster ${config.name}=<its peer URL>.`,
-    );
-  }
   if (!config.initialCluster.has(config.name)) {
     throw new UsageError(
       `--initial-cluster has no member named "${config.name}" (the --name of this member). List it, e.g. --initial-cluster ${config.name}=http://127.0.0.1:2380`,

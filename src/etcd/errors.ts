@@ -21,6 +21,16 @@ export type EtcdErrorKind =
   | "NoLeader"
   | "Stopped"
   | "Timeout"
+  | "LeaderChanged"
+  | "Unhealthy"
+  | "MemberExist"
+  | "PeerURLExist"
+  | "MemberNotFound"
+  | "MemberBadURLs"
+  | "MemberNotLearner"
+  | "LearnerNotReady"
+  | "TooManyLearners"
+  | "MemberNotEnoughStarted"
   | "NotLeader"
   | "BadLeaderTransferee"
   | "Corrupt"
@@ -47,6 +57,16 @@ const MESSAGES: Record<Exclude<EtcdErrorKind, "StorageFailed" | "Unimplemented" 
   NoLeader: "no leader",
   Stopped: "server stopped",
   Timeout: "request timed out",
+  LeaderChanged: "leader changed",
+  Unhealthy: "unhealthy cluster",
+  MemberExist: "member ID already exist",
+  PeerURLExist: "Peer URLs already exists",
+  MemberNotFound: "member not found",
+  MemberBadURLs: "given member URLs are invalid",
+  MemberNotLearner: "can only promote a learner member",
+  LearnerNotReady: "can only promote a learner member which is in sync with leader",
+  TooManyLearners: "too many learner members in cluster",
+  MemberNotEnoughStarted: "re-configuration failed due to not enough started members",
   NotLeader: "not leader",
   BadLeaderTransferee: "bad leader transferee",
   Corrupt: "corrupt cluster",

@@ -160,6 +160,8 @@ export interface InternalRequest {
   lease_revoke?: LeaseRevokeRequest | null;
   alarm?: AlarmRequest | null;
   lease_checkpoint?: LeaseCheckpointRequest | null;
+  member_attributes?: { id: Int64In; name: string; client_urls: string[] } | null;
+  member_peer_urls?: { id: Int64In; peer_urls: string[] } | null;
 }
 
 export function int(v: Int64In | number | undefined | null): number {

@@ -41,9 +41,11 @@ export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedSer
   };
 
   return {
-    Range: unary<RangeRequest>(metrics, "Range", (r) => {
+    Range: unary<RangeRequest>(metrics, "Range", async (r) => {
       if (r.key.length === 0) throw new EtcdError("EmptyKey");
       metrics.rangeTotal++;
+      // Linearizable unless asked otherwise: confirm the leader's commit index first (ReadIndex).
+      if (!r.serializable) await server.linearizableRead();
       const resp = server.range(r);
       return withHeader(server, resp, int(resp.header?.revision));
     }),
@@ -64,7 +66,9 @@ export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedSer
       checkIntervals(t.failure);
       metrics.txnTotal++;
       if (isReadOnly(t)) {
-        // Read-only transactions are served from the applied state without a log entry, as etcd does.
+        // Read-only transactions are served from the applied state without a log entry, as etcd
+        // does; linearizable unless every range in them is serializable.
+        if (!isSerializable(t)) await server.linearizableRead();
         return withHeader(server, server.readOnlyTxn(t), server.mvcc.currentRevision);
       }
       return write({ txn: t }, txnCost(t));
@@ -164,6 +168,12 @@ function checkIntervals(ops: readonly RequestOp[]): { puts: Set<string>; dels: I
 function isReadOnly(t: TxnRequest): boolean {
   return [...t.success, ...t.failure].every(
     (op) => !op.request_put && !op.request_delete_range && (!op.request_txn || isReadOnly(op.request_txn)),
+  );
+}
+
+function isSerializable(t: TxnRequest): boolean {
+  return [...t.success, ...t.failure].every(
+    (op) => (!op.request_range || op.request_range.serializable) && (!op.request_txn || isSerializable(op.request_txn)),
   );
 }
 

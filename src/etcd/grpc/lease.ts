@@ -28,18 +28,18 @@ export function leaseService(server: EtcdServer, metrics: Metrics): grpc.Untyped
       const result = await server.propose({ lease_revoke: { ID: r.ID } });
       return withHeader(server, result.response, result.revision);
     }),
-    LeaseTimeToLive: unary<{ ID: string; keys: boolean }>(metrics, "LeaseTimeToLive", (r) => {
-      const id = bigint(r.ID);
-      const lease = server.lessor.get(id);
+    LeaseTimeToLive: unary<{ ID: string; keys: boolean }>(metrics, "LeaseTimeToLive", async (r) => {
+      // Remaining TTLs are the leader's to know: a follower asks it.
+      const t = await server.leaseTimeToLive(bigint(r.ID));
       const hdr = header(server, server.mvcc.currentRevision);
       // etcd answers an unknown lease with TTL -1 rather than an error ("already expired").
-      if (!lease) return { header: hdr, ID: r.ID, TTL: -1, grantedTTL: 0, keys: [] };
+      if (t.ttl === -1) return { header: hdr, ID: r.ID, TTL: -1, grantedTTL: 0, keys: [] };
       return {
         header: hdr,
         ID: r.ID,
-        TTL: server.lessor.remaining(id),
-        grantedTTL: lease.ttl,
-        keys: r.keys ? [...lease.keys].sort().map((k) => Buffer.from(k, "latin1")) : [],
+        TTL: t.ttl,
+        grantedTTL: t.granted,
+        keys: r.keys ? t.keys.map((k) => Buffer.from(k, "latin1")) : [],
       };
     }),
     LeaseLeases: unary<object>(metrics, "LeaseLeases", () => ({
@@ -52,19 +52,23 @@ export function leaseService(server: EtcdServer, metrics: Metrics): grpc.Untyped
     })),
     LeaseKeepAlive: (call: grpc.ServerDuplexStream<{ ID: string }, object>) => {
       metrics.countRequest("LeaseKeepAlive");
+      // Keep-alives are answered in order, each once the leader renewed the lease.
+      let chain = Promise.resolve();
       call.on("data", (r: { ID: string }) => {
         const id = bigint(r.ID);
-        let ttl: number;
-        try {
-          ttl = server.lessor.renew(id);
-        } catch (err) {
-          if (err instanceof EtcdError && err.kind === "LeaseNotFound") ttl = 0;
-          else {
-            call.destroy(serviceError(err));
-            return;
+        chain = chain.then(async () => {
+          let ttl: number;
+          try {
+            ttl = await server.renewLease(id);
+          } catch (err) {
+            if (err instanceof EtcdError && err.kind === "LeaseNotFound") ttl = 0;
+            else {
+              call.destroy(serviceError(err));
+              return;
+            }
           }
-        }
-        call.write({ header: header(server, server.mvcc.currentRevision), ID: r.ID, TTL: ttl });
+          if (!call.destroyed) call.write({ header: header(server, server.mvcc.currentRevision), ID: r.ID, TTL: ttl });
+        });
       });
       call.on("end", () => call.end());
       call.on("error", () => {});

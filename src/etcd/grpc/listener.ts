@@ -66,7 +66,7 @@ export async function listenClients(server: EtcdServer, logger: Logger): Promise
   const metricsAddresses: string[] = [];
   for (const url of server.config.listenMetricsUrls) {
     const metricsServer = http.createServer((req, res) => {
-      const { status, contentType, body } = answer(req.url ?? "/");
+      const { status, contentType, body } = answer(req.method ?? "GET", req.url ?? "/", "");
       res.writeHead(status, { "Content-Type": contentType });
       res.end(body);
     });
@@ -104,19 +104,26 @@ function routeConnection(socket: net.Socket, injector: grpc.ConnectionInjector, 
       injector.injectConnection(socket);
       return;
     }
-    // HTTP/1: wait for the whole request head, answer it, close (health probes, curl, Prometheus).
+    // HTTP/1: wait for the whole request head (and body, if any), answer, close (health probes,
+    // curl, Prometheus, the lab's fault admin endpoint).
     const end = head.indexOf("\r\n\r\n");
     if (end < 0) {
       if (head.length > 16 * 1024) socket.destroy();
       return;
     }
+    const lines = head.subarray(0, end).toString("latin1").split("\r\n");
+    const [method = "", target = "/"] = lines[0]?.split(" ") ?? [];
+    const lengthLine = lines.find((l) => /^content-length:/i.test(l));
+    const bodyLength = lengthLine ? Number(lengthLine.slice(lengthLine.indexOf(":") + 1).trim()) : 0;
+    if (!Number.isSafeInteger(bodyLength) || bodyLength < 0 || bodyLength > MAX_HTTP_BODY) {
+      socket.destroy();
+      return;
+    }
+    if (head.length < end + 4 + bodyLength) return; // the body is still arriving
     socket.off("data", onData);
-    const [method = "", target = "/"] = head.subarray(0, end).toString("latin1").split("\r\n")[0]?.split(" ") ?? [];
-    const { status, contentType, body } =
-      method === "GET" || method === "HEAD"
-        ? answer(target)
-        : { status: 405, contentType: "text/plain", body: "method not allowed\n" };
-    const payload = Buffer.from(body);
+    const body = head.subarray(end + 4, end + 4 + bodyLength).toString("utf8");
+    const { status, contentType, body: reply } = answer(method, target, body);
+    const payload = Buffer.from(reply);
     socket.end(
       Buffer.concat([
         Buffer.from(
@@ -130,14 +137,18 @@ function routeConnection(socket: net.Socket, injector: grpc.ConnectionInjector, 
   socket.on("data", onData);
 }
 
+const MAX_HTTP_BODY = 64 * 1024;
+
 const STATUS_TEXT: Record<number, string> = {
   200: "OK",
+  400: "Bad Request",
   404: "Not Found",
   405: "Method Not Allowed",
   503: "Service Unavailable",
 };
 
-type HttpResponder = (target: string) => { status: number; contentType: string; body: string };
+type HttpResponse = { status: number; contentType: string; body: string };
+type HttpResponder = (method: string, target: string, body: string) => HttpResponse;
 
 function listen(server: net.Server, url: URL, logger: Logger, kind: string): Promise<string> {
   if (url.protocol !== "http:") {
@@ -168,12 +179,18 @@ function listen(server: net.Server, url: URL, logger: Logger, kind: string): Pro
 
 /** The plain HTTP endpoints etcd serves: /health, /version, /metrics. */
 function httpResponder(server: EtcdServer, metrics: Metrics): HttpResponder {
-  return (target) => {
+  return (method, target, body) => {
     const url = new URL(target, "http://localhost");
+    if (url.pathname === "/lab/faults") return answerFaults(server, method, body);
+    if (method !== "GET" && method !== "HEAD") {
+      return { status: 405, contentType: "text/plain", body: "method not allowed\n" };
+    }
     if (url.pathname === "/health") {
       const excluded = new Set(url.searchParams.getAll("exclude"));
+      // etcd's /health also fails while the member knows no leader (no quorum).
       const failing =
         !!server.storageFailure ||
+        server.leaderId === 0n ||
         server.alarms.get().some((a) => !excluded.has(ALARM_NAMES[a.alarm] ?? String(a.alarm)));
       return {
         status: failing ? 503 : 200,
@@ -193,6 +210,49 @@ function httpResponder(server: EtcdServer, metrics: Metrics): HttpResponder {
     }
     return { status: 404, contentType: "text/plain", body: "404 page not found\n" };
   };
+}
+
+/**
+ * The lab's fault hook on the peer transport, for partition drills: GET shows the faults and the
+ * per-peer traffic; POST sets faults for one peer (16-hex-digit member ID) or "all"; DELETE clears
+ * every fault. Body of a POST: {"peer":"all","drop":0.5,"delayMs":200,"blockOutbound":true,
+ * "blockInbound":true} (fields omitted keep no fault).
+ */
+function answerFaults(server: EtcdServer, method: string, body: string): HttpResponse {
+  const json = (status: number, value: unknown): HttpResponse => ({
+    status,
+    contentType: "application/json",
+    body: `${JSON.stringify(value)}\n`,
+  });
+  const hook = server.faultHook;
+  if (!hook) return json(503, { error: "this member has no peer transport" });
+  try {
+    if (method === "GET") return json(200, { faults: hook.faults(), peers: hook.stats() });
+    if (method === "DELETE") {
+      hook.clearFaults();
+      return json(200, { faults: hook.faults() });
+    }
+    if (method === "POST" || method === "PUT") {
+      const req = JSON.parse(body || "{}") as Record<string, unknown>;
+      const { peer, ...faults } = req;
+      if (typeof peer !== "string" || !(peer === "all" || /^[0-9a-f]{1,16}$/i.test(peer))) {
+        return json(400, { error: 'give "peer": a member ID in hex (as etcdctl member list prints it) or "all"' });
+      }
+      const unknown = Object.keys(faults).filter(
+        (k) => !["drop", "delayMs", "blockOutbound", "blockInbound"].includes(k),
+      );
+      if (unknown.length > 0) {
+        return json(400, {
+          error: `unknown fields ${unknown.join(", ")}; allowed: drop, delayMs, blockOutbound, blockInbound`,
+        });
+      }
+      hook.setFaults(peer === "all" ? "all" : BigInt(`0x${peer}`), faults);
+      return json(200, { faults: hook.faults() });
+    }
+    return json(405, { error: "use GET, POST or DELETE" });
+  } catch (err) {
+    return json(400, { error: err instanceof Error ? err.message : String(err) });
+  }
 }
 
 const ALARM_NAMES: Record<number, string> = { [AlarmType.NOSPACE]: "NOSPACE", [AlarmType.CORRUPT]: "CORRUPT" };

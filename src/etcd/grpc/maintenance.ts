@@ -35,7 +35,7 @@ export function maintenanceService(server: EtcdServer, metrics: Metrics): grpc.U
         raftAppliedIndex: server.appliedIndex,
         errors,
         dbSizeInUse: server.mvcc.dbSizeInUse,
-        isLearner: false,
+        isLearner: server.isLearner,
       };
     }),
     Defragment: unary<object>(metrics, "Defragment", () => {
@@ -55,10 +55,8 @@ export function maintenanceService(server: EtcdServer, metrics: Metrics): grpc.U
       metrics.countRequest("Snapshot");
       streamSnapshot(server, call).catch((err: unknown) => call.destroy(serviceError(err)));
     },
-    MoveLeader: unary<{ targetID: string }>(metrics, "MoveLeader", (r) => {
-      const target = bigint(r.targetID);
-      if (!server.members.some((m) => m.id === target)) throw new EtcdError("BadLeaderTransferee");
-      // The target already leads (a single member always does): nothing to move.
+    MoveLeader: unary<{ targetID: string }>(metrics, "MoveLeader", async (r) => {
+      await server.moveLeader(bigint(r.targetID));
       return { header: header(server, server.mvcc.currentRevision) };
     }),
   };
@@ -98,28 +96,62 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
       clientURLs: m.clientUrls,
       isLearner: m.isLearner,
     }));
-  const notYet = (method: string) =>
-    unary<object>(metrics, method, () => {
-      throw new EtcdError(
-        "Unimplemented",
-        `etcdserver: ${method} needs a multi-member (Raft) cluster, which this lab store build does not run yet; it serves a single member`,
-      );
-    });
+  // etcd's cluster service fills no revision in its headers.
+  const clusterHeader = (): object => ({
+    cluster_id: server.clusterId.toString(),
+    member_id: server.memberId.toString(),
+    raft_term: server.raftTerm,
+  });
   return {
-    MemberList: unary<object>(metrics, "MemberList", () => ({
-      // etcd's cluster service fills no revision in its headers.
-      header: {
-        cluster_id: server.clusterId.toString(),
-        member_id: server.memberId.toString(),
-        raft_term: server.raftTerm,
-      },
-      members: members(),
-    })),
-    MemberAdd: notYet("MemberAdd"),
-    MemberRemove: notYet("MemberRemove"),
-    MemberUpdate: notYet("MemberUpdate"),
-    MemberPromote: notYet("MemberPromote"),
+    MemberList: unary<object>(metrics, "MemberList", () => ({ header: clusterHeader(), members: members() })),
+    MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(metrics, "MemberAdd", async (r) => {
+      const peerUrls = checkPeerUrls(r.peerURLs);
+      const id = server.newMemberId(peerUrls);
+      await server.proposeConfChange({ type: r.isLearner ? "addLearnerNode" : "addNode", nodeId: id }, { peerUrls });
+      return {
+        header: clusterHeader(),
+        member: { ID: id.toString(), name: "", peerURLs: peerUrls, clientURLs: [], isLearner: r.isLearner },
+        members: members(),
+      };
+    }),
+    MemberRemove: unary<{ ID: string }>(metrics, "MemberRemove", async (r) => {
+      const id = bigint(r.ID);
+      if (!server.members.some((m) => m.id === id)) throw new EtcdError("MemberNotFound");
+      await server.proposeConfChange({ type: "removeNode", nodeId: id }, {});
+      return { header: clusterHeader(), members: members() };
+    }),
+    MemberUpdate: unary<{ ID: string; peerURLs: string[] }>(metrics, "MemberUpdate", async (r) => {
+      const peerUrls = checkPeerUrls(r.peerURLs);
+      await server.propose({ member_peer_urls: { id: r.ID, peer_urls: peerUrls } });
+      return { header: clusterHeader(), members: members() };
+    }),
+    MemberPromote: unary<{ ID: string }>(metrics, "MemberPromote", async (r) => {
+      const id = bigint(r.ID);
+      const m = server.members.find((x) => x.id === id);
+      if (!m) throw new EtcdError("MemberNotFound");
+      if (!m.isLearner) throw new EtcdError("MemberNotLearner");
+      await server.checkLearnerReady(id);
+      await server.proposeConfChange({ type: "addNode", nodeId: id }, {});
+      return { header: clusterHeader(), members: members() };
+    }),
   };
+}
+
+/** Peer URLs for MemberAdd/MemberUpdate: present and well-formed (etcd: "given member URLs are invalid"). */
+function checkPeerUrls(urls: readonly string[]): string[] {
+  if (urls.length === 0) throw new EtcdError("MemberBadURLs");
+  for (const u of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(u);
+    } catch {
+      throw new EtcdError("MemberBadURLs");
+    }
+    if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.port === "") {
+      throw new EtcdError("MemberBadURLs");
+    }
+  }
+  return [...urls];
 }
 
 const AUTH_METHODS = [

@@ -25,13 +25,22 @@ export class Metrics {
     const gauge = (name: string, help: string, value: number | string, type = "gauge"): void => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`);
     };
-    gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", 1);
+    gauge(
+      "etcd_server_has_leader",
+      "Whether or not a leader exists. 1 is existence, 0 is not.",
+      server.leaderId === 0n ? 0 : 1,
+    );
     gauge(
       "etcd_server_is_leader",
       "Whether or not this member is a leader. 1 if is, 0 otherwise.",
       server.leaderId === server.memberId ? 1 : 0,
     );
-    gauge("etcd_server_leader_changes_seen_total", "The number of leader changes seen.", 1, "counter");
+    gauge(
+      "etcd_server_leader_changes_seen_total",
+      "The number of leader changes seen.",
+      server.leaderChangesSeen,
+      "counter",
+    );
     gauge(
       "etcd_server_proposals_committed_total",
       "The total number of consensus proposals committed.",

@@ -1,98 +1,173 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
+import {
+  type ConfChange,
+  type ConfState,
+  decodeConfChange,
+  type Entry,
+  ErrProposalDropped,
+  type HardState,
+  MemoryStorage,
+  type Message,
+  NONE,
+  RawNode,
+  type Ready,
+  type Snapshot,
+  StateType,
+} from "../../raft/index.js";
 import type { Logger } from "../../util/logger.js";
 import type { EtcdConfig } from "../config.js";
 import { EtcdError } from "../errors.js";
 import { MvccStore } from "../mvcc/store.js";
 import { decodeInternal, encodeInternal } from "../proto.js";
 import type { MemberImage, StateSnapshot } from "../wal/snapshot.js";
-import { encodeSnapshot, SnapshotStore } from "../wal/snapshot.js";
-import { Wal, WalFailedError } from "../wal/wal.js";
+import { decodeSnapshot, encodeSnapshot, SnapshotStore } from "../wal/snapshot.js";
+import { Wal, type WalEntry, WalFailedError } from "../wal/wal.js";
 import { AlarmType, type InternalRequest, type RangeRequest, type RangeResponse, type TxnRequest } from "../wire.js";
 import { AlarmStore, Applier, type ApplyResult, requestWrites } from "./applier.js";
 import { AutoCompactor } from "./compactor.js";
-import { clusterIdFor, IdGenerator, memberIdFor } from "./ids.js";
+import { clusterIdFor, hexId, IdGenerator, memberIdFor } from "./ids.js";
 import { Lessor } from "./lessor.js";
+import { type Member, type MemberChangeContext, Membership } from "./membership.js";
 import { WatchHub } from "./watch-hub.js";
 
 /**
- * One store member. Writes are *proposed*: encoded as a log entry, made durable in the
- * write-ahead log (group commit: concurrent proposals share an fsync), then applied in log order
- * by the deterministic Applier, and only then acknowledged. Reads are served from the applied
- * state, which holds only durable writes, so a single member's reads are linearizable.
+ * One store member, replicated with Raft. A write is *proposed*: encoded as a log entry and handed
+ * to the Raft node (a follower forwards it to the leader). The Ready loop below persists what Raft
+ * hands out in the write-ahead log (group commit: everything proposed while an fsync runs shares the
+ * next one), sends messages to peers only once that is durable, and applies committed entries in
+ * log order with the deterministic Applier; the member that proposed an entry then answers its
+ * client. Linearizable reads go through ReadIndex: the leader confirms it still leads, and the read
+ * waits until this member has applied up to the index the leader returned.
  *
- * The Raft issue replaces "append to the local log" with "replicate through Raft"; the apply
- * side (applyThrough, snapshots, restart replay) stays as it is.
+ * The Raft core (src/raft) is pure; this class is its application: it owns the clock (ticks), the
+ * storage (WAL + snapshots + MemoryStorage) and the network (the peer transport).
  */
+
+export type { Member } from "./membership.js";
 
 /** etcd 3.4's API level, which clients (etcdctl, client libraries) check. */
 export const SERVER_VERSION = "3.4.23";
 export const CLUSTER_VERSION = "3.4.0";
 
-export interface Member {
-  readonly id: bigint;
-  readonly name: string;
-  readonly peerUrls: string[];
-  readonly clientUrls: string[];
-  readonly isLearner: boolean;
-}
+/** Entries kept in the Raft log behind a snapshot, so a briefly lagging follower needs no snapshot. */
+const CATCH_UP_ENTRIES = 5000;
 
 interface Waiter {
-  readonly req: InternalRequest;
   readonly resolve: (r: ApplyResult) => void;
   readonly reject: (e: unknown) => void;
+}
+
+interface QueuedProposal {
+  readonly id: string;
+  readonly data?: Uint8Array;
+  readonly confChange?: ConfChange;
+}
+
+interface ReadWaiter {
+  readonly resolve: () => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** The narrow view of the peer transport the server needs (src/etcd/peer). */
+export interface PeerLink {
+  send(messages: Message[]): void;
+  request(to: bigint, kind: string, body: Buffer, timeoutMs: number): Promise<Buffer>;
+  addPeer(id: bigint, urls: string[]): void;
+  updatePeer(id: bigint, urls: string[]): void;
+  removePeer(id: bigint): void;
+  close(): Promise<void>;
+  /** The fault hook (drop, delay, one-way block per peer), for drills and tests. */
+  setFaults(peer: bigint | "all", faults: PeerFaultSettings): void;
+  clearFaults(): void;
+  faults(): unknown;
+  stats(): unknown;
+}
+
+export interface PeerFaultSettings {
+  drop?: number;
+  delayMs?: number;
+  blockOutbound?: boolean;
+  blockInbound?: boolean;
 }
 
 export interface ServerOptions {
   readonly config: EtcdConfig;
   readonly logger: Logger;
   readonly now?: () => number;
+  /**
+   * Starts the peer transport once the member knows its IDs. The server calls back into the
+   * returned link's owner through the handlers it passes.
+   */
+  readonly connectPeers: (ids: { memberId: bigint; clusterId: bigint }, handlers: PeerHandlers) => Promise<PeerLink>;
+  /** For a member joining an existing cluster: asks the peers for the cluster ID and members. */
+  readonly discoverCluster?: () => Promise<{ clusterId: bigint; members: MemberImage[] }>;
+}
+
+export interface PeerHandlers {
+  onMessage(m: Message): void;
+  onRequest(from: bigint, kind: string, body: Buffer): Promise<Buffer>;
+  onUnreachable(peer: bigint): void;
+  onSnapshotStatus(peer: bigint, status: "finish" | "failure"): void;
+  onRefused(peer: bigint, reason: string): void;
 }
 
 export class EtcdServer {
-  readonly memberId: bigint;
-  readonly clusterId: bigint;
-  readonly members: Member[];
+  memberId: bigint;
+  clusterId: bigint;
+  readonly membership = new Membership();
   readonly mvcc = new MvccStore();
   readonly alarms = new AlarmStore();
   readonly lessor: Lessor;
   readonly watchHub: WatchHub;
   private readonly applier: Applier;
-  private readonly ids: IdGenerator;
+  private ids: IdGenerator;
   private readonly snapshots: SnapshotStore;
+  private readonly raftStorage = new MemoryStorage();
+  private raw!: RawNode;
+  private peers: PeerLink | undefined;
   private wal!: Wal;
-  private term = 1;
-  private lastIndex = 0;
   private applied = 0;
+  private appliedTerm = 0;
   private snapshotIndex = 0;
-  private readonly waiters = new Map<number, Waiter>();
+  private confState: ConfState = { voters: [], learners: [] };
+  private lead: bigint = NONE;
+  private role: StateType = StateType.Follower;
+  private readonly waiters = new Map<string, Waiter>();
+  /** Proposals held while no leader is known; submitted when one appears. */
+  private queued: QueuedProposal[] = [];
+  private readyScheduled = false;
+  private readyRunning = false;
+  /** Reads waiting for the next ReadIndex round. */
+  private readsPending: ReadWaiter[] = [];
+  /** ReadIndex rounds in flight, by request context. */
+  private readonly readsInFlight = new Map<string, ReadWaiter[]>();
+  private readCounter = 0;
+  /** Waiters for "applied reached index N" (reads after ReadIndex; conf changes). */
+  private appliedWaiters: Array<{ index: number; resolve: () => void }> = [];
   private storageError: WalFailedError | undefined;
+  private fatal: Error | undefined;
   private stopped = false;
   private readonly timers: NodeJS.Timeout[] = [];
-  private revoking = new Set<bigint>();
-  private snapshotting = false;
+  private readonly revoking = new Set<bigint>();
   private readonly compactor: AutoCompactor;
+  private published = false;
+  /** Times this member saw a new leader (etcd_server_leader_changes_seen_total). */
+  leaderChangesSeen = 0;
+  /** Called when the member must stop for good (removed from the cluster, refused by peers). */
+  onFatal: (err: Error) => void = () => {};
 
   private constructor(
     readonly config: EtcdConfig,
     private readonly log: Logger,
     private readonly now: () => number,
   ) {
-    const peerUrls = (config.initialCluster.get(config.name) ?? config.initialAdvertisePeerUrls).map(urlString);
+    const peerUrls = this.ownPeerUrls();
     this.memberId = memberIdFor(peerUrls, config.initialClusterToken);
-    const allIds = [...config.initialCluster.entries()].map(([, urls]) =>
+    const allIds = [...config.initialCluster.values()].map((urls) =>
       memberIdFor(urls.map(urlString), config.initialClusterToken),
     );
     this.clusterId = clusterIdFor(allIds.length > 0 ? allIds : [this.memberId]);
-    this.members = [
-      {
-        id: this.memberId,
-        name: config.name,
-        peerUrls,
-        clientUrls: config.advertiseClientUrls.map(urlString),
-        isLearner: false,
-      },
-    ];
     this.lessor = new Lessor(minLeaseTtl(config), now);
     this.mvcc.setLeaseListener(this.lessor);
     this.watchHub = new WatchHub(this.mvcc, config.watchProgressNotifyIntervalMs, now);
@@ -111,79 +186,216 @@ export class EtcdServer {
     this.snapshots = new SnapshotStore(path.join(config.dataDir, "member", "snap"));
   }
 
-  /** Opens the data directory, recovers state (snapshot + log replay) and starts serving. */
+  /** Opens the data directory, recovers state (snapshot + log), joins the cluster and starts serving. */
   static async start(options: ServerOptions): Promise<EtcdServer> {
     const server = new EtcdServer(options.config, options.logger, options.now ?? Date.now);
-    await server.recover();
+    try {
+      await server.recover(options);
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
     return server;
   }
 
-  get raftTerm(): number {
-    return this.term;
+  // ---- what the RPC layer reads ----
+
+  get members(): Member[] {
+    return this.membership.list();
   }
 
+  get raftTerm(): number {
+    return this.raw.raft.term;
+  }
+
+  /** The committed index, as etcd's Status reports raftIndex. */
   get raftIndex(): number {
-    return this.lastIndex;
+    return this.raw.raft.raftLog.committed;
   }
 
   get appliedIndex(): number {
     return this.applied;
   }
 
-  /** The member that leads; a single member always leads itself. */
+  /** The member this one believes leads (0 when none is known). */
   get leaderId(): bigint {
-    return this.memberId;
+    return this.lead;
+  }
+
+  get isLeader(): boolean {
+    return this.role === StateType.Leader;
+  }
+
+  get isLearner(): boolean {
+    return this.membership.get(this.memberId)?.isLearner ?? false;
+  }
+
+  /** The peer transport's fault hook (undefined before the transport starts). */
+  get faultHook(): Pick<PeerLink, "setFaults" | "clearFaults" | "faults" | "stats"> | undefined {
+    return this.peers;
   }
 
   get storageFailure(): Error | undefined {
-    return this.storageError;
+    return this.storageError ?? this.fatal;
   }
 
-  private async recover(): Promise<void> {
+  /** etcd's request timeout: 5 s plus two election timeouts. */
+  get requestTimeoutMs(): number {
+    return 5000 + 2 * this.config.electionTimeoutMs;
+  }
+
+  private isSoleVoter(): boolean {
+    const voters = this.raw.raft.tracker.confState().voters;
+    return voters.length === 1 && voters[0] === this.memberId;
+  }
+
+  // ---- start-up ----
+
+  private ownPeerUrls(): string[] {
+    return (this.config.initialCluster.get(this.config.name) ?? this.config.initialAdvertisePeerUrls).map(urlString);
+  }
+
+  private async recover(options: ServerOptions): Promise<void> {
     const memberDir = path.join(this.config.dataDir, "member");
-    const fresh = !fs.existsSync(path.join(memberDir, "wal"));
+    const walDir = path.join(memberDir, "wal");
+    const fresh = !fs.existsSync(walDir);
     fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
 
-    const snap = this.snapshots.loadNewest();
+    let snap = this.snapshots.loadNewest();
+    if (!snap && fresh) {
+      if (this.config.initialClusterState === "new") {
+        snap = this.bootstrapImage();
+        // Durable before anything else, so that a crash right after leaves a consistent member.
+        this.snapshots.save(snap);
+      } else {
+        await this.joinExisting(options);
+      }
+    }
     if (snap) {
       this.restoreSnapshot(snap);
+      this.raftStorage.applySnapshot(this.raftSnapshotOf(snap, encodeSnapshot(snap)));
       this.log.info("loaded snapshot", { index: snap.index, revision: snap.store.currentRevision });
+    } else if (!fresh) {
+      throw new Error(
+        `the data directory ${this.config.dataDir} has a log but no snapshot; it is damaged. Remove the member (etcdctl member remove), delete the directory and add it again`,
+      );
     }
-    const { wal, contents } = Wal.open(path.join(memberDir, "wal"), { fsync: !this.config.unsafeNoFsync });
+    const self = this.membership.get(this.memberId);
+    if (!self && snap) {
+      throw new Error(
+        `this member (${hexId(this.memberId)}, peer URLs ${this.ownPeerUrls().join(",")}) is not in the cluster recorded in ${this.config.dataDir}; it was removed or the data directory belongs to another member. Delete the directory and add the member again (etcdctl member add)`,
+      );
+    }
+
+    const { wal, contents } = Wal.open(walDir, { fsync: !this.config.unsafeNoFsync });
     this.wal = wal;
     for (const w of contents.warnings) this.log.warn(w);
-    let replayed = 0;
-    for (const entry of contents.entries) {
-      if (entry.index <= this.applied) continue;
-      const req = decodeInternal(entry.data);
-      try {
-        this.applier.apply(req);
-      } catch (err) {
-        if (!(err instanceof EtcdError)) throw err;
-        // The same deterministic error the proposer saw the first time; nothing to do.
+    if (contents.hardState) this.raftStorage.setHardState(toRaftHardState(contents.hardState));
+    const entries = contents.entries.filter((e) => e.index > this.applied);
+    if (entries.length > 0) this.raftStorage.append(entries.map(toRaftEntry));
+
+    const electionTick = Math.max(2, Math.round(this.config.electionTimeoutMs / this.config.heartbeatIntervalMs));
+    this.raw = new RawNode({
+      id: this.memberId,
+      electionTick,
+      heartbeatTick: 1,
+      storage: this.raftStorage,
+      applied: this.applied,
+      checkQuorum: true,
+      preVote: true,
+      random: Math.random,
+      logger: (line) => this.log.debug(line),
+    });
+
+    const handlers: PeerHandlers = {
+      onMessage: (m) => this.stepPeer(m),
+      onRequest: (from, kind, body) => this.answerPeer(from, kind, body),
+      onUnreachable: (peer) => {
+        this.raw.reportUnreachable(peer);
+        this.scheduleReady();
+      },
+      onSnapshotStatus: (peer, status) => {
+        this.raw.reportSnapshot(peer, status);
+        this.scheduleReady();
+      },
+      onRefused: (peer, reason) => this.refusedBy(peer, reason),
+    };
+    this.peers = await options.connectPeers({ memberId: this.memberId, clusterId: this.clusterId }, handlers);
+    for (const m of this.membership.list()) if (m.id !== this.memberId) this.peers.addPeer(m.id, m.peerUrls);
+    if (!snap) {
+      // Joining: until the leader's snapshot arrives, the peers are the ones --initial-cluster names.
+      for (const [name, urls] of this.config.initialCluster) {
+        if (name === this.config.name) continue;
+        const id = memberIdFor(urls.map(urlString), this.config.initialClusterToken);
+        this.peers.addPeer(id, urls.map(urlString));
       }
-      this.applied = entry.index;
-      replayed++;
     }
-    this.lastIndex = Math.max(this.applied, wal.lastEntryIndex);
-    this.term = Math.max(contents.hardState?.term ?? 0, snap?.term ?? 0) + 1;
-    await this.wal.append([], { term: this.term, vote: this.memberId, commit: this.applied });
+
     this.log.info(fresh ? "started a new member" : "restarted member", {
       name: this.config.name,
-      "member-id": this.memberId.toString(16),
-      "cluster-id": this.clusterId.toString(16),
+      "member-id": hexId(this.memberId),
+      "cluster-id": hexId(this.clusterId),
       "data-dir": this.config.dataDir,
-      "replayed-entries": replayed,
-      revision: this.mvcc.currentRevision,
-      term: this.term,
+      "snapshot-index": this.applied,
+      // Log entries after the snapshot, applied again as Raft hands them out (bounded by --snapshot-count).
+      "replayed-entries": entries.length,
+      "last-index": this.raftStorage.lastIndex(),
+      voters: this.confState.voters.map(hexId).join(","),
     });
-    // This member leads: it keeps lease expiry, with every lease given a full TTL from now.
-    this.lessor.promote();
-    this.timers.push(setInterval(() => this.revokeExpiredLeases(), 500));
+
+    this.timers.push(
+      setInterval(() => this.tick(), this.config.heartbeatIntervalMs),
+      setInterval(() => this.revokeExpiredLeases(), 500),
+    );
     if (this.compactor.enabled) {
       this.timers.push(setInterval(() => this.autoCompact(), this.compactor.intervalMs));
     }
     for (const t of this.timers) t.unref();
+    // A lone voter need not wait for an election timeout to lead.
+    if (this.isSoleVoter()) this.raw.campaign();
+    this.scheduleReady();
+  }
+
+  /** The state of a brand-new cluster: no keys, the members --initial-cluster lists. */
+  private bootstrapImage(): StateSnapshot {
+    const members: MemberImage[] = [...this.config.initialCluster.entries()].map(([name, urls]) => {
+      const peerUrls = urls.map(urlString);
+      const id = memberIdFor(peerUrls, this.config.initialClusterToken);
+      return { id, name, peerUrls, clientUrls: [], isLearner: false };
+    });
+    return {
+      index: 1,
+      term: 1,
+      clusterId: this.clusterId,
+      members,
+      store: { currentRevision: 1, compactedRevision: 0, records: [] },
+      leases: [],
+      alarms: [],
+    };
+  }
+
+  /** A member started with --initial-cluster-state existing: learn the cluster from its peers. */
+  private async joinExisting(options: ServerOptions): Promise<void> {
+    if (!options.discoverCluster) throw new Error("joining an existing cluster needs the peers' addresses");
+    const info = await options.discoverCluster();
+    const mine = new Set(this.ownPeerUrls());
+    const self = info.members.find((m) => m.peerUrls.some((u) => mine.has(u)));
+    if (!self) {
+      throw new Error(
+        `the cluster (${hexId(info.clusterId)}) has no member with peer URLs ${[...mine].join(",")}; add this member first: etcdctl member add ${this.config.name} --peer-urls=${[...mine].join(",")}`,
+      );
+    }
+    this.memberId = self.id;
+    this.clusterId = info.clusterId;
+    this.ids = new IdGenerator(this.memberId, this.now());
+    this.membership.restore(info.members);
+  }
+
+  private raftSnapshotOf(image: StateSnapshot, data: Uint8Array): Snapshot {
+    return {
+      metadata: { index: image.index, term: image.term, confState: Membership.confStateOf(image.members) },
+      data,
+    };
   }
 
   private restoreSnapshot(snap: StateSnapshot): void {
@@ -191,47 +403,481 @@ export class EtcdServer {
     this.lessor.restore(snap.leases);
     this.mvcc.restore(snap.store);
     this.alarms.restore(snap.alarms);
+    this.membership.restore(snap.members);
+    this.clusterId = snap.clusterId;
+    this.confState = Membership.confStateOf(snap.members);
     this.applied = snap.index;
-    this.lastIndex = snap.index;
+    this.appliedTerm = snap.term;
     this.snapshotIndex = snap.index;
-    this.term = snap.term;
+  }
+
+  // ---- the Raft loop ----
+
+  private tick(): void {
+    if (this.stopped) return;
+    this.raw.tick();
+    this.submitQueued();
+    this.scheduleReady();
+  }
+
+  private stepPeer(m: Message): void {
+    if (this.stopped) return;
+    const err = this.raw.step(m);
+    if (err !== undefined && err !== ErrProposalDropped)
+      this.log.debug("raft refused a message", { error: err.message });
+    this.scheduleReady();
+  }
+
+  private scheduleReady(): void {
+    if (this.readyScheduled || this.stopped) return;
+    this.readyScheduled = true;
+    setImmediate(() => {
+      this.readyScheduled = false;
+      void this.runReady();
+    });
+  }
+
+  /** Drains Readys one at a time: persist, then send, then apply, then advance. */
+  private async runReady(): Promise<void> {
+    if (this.readyRunning || this.stopped || this.storageError) return;
+    this.readyRunning = true;
+    try {
+      while (!this.stopped && !this.storageError && this.raw.hasReady()) {
+        const rd = this.raw.ready();
+        await this.handleReady(rd);
+        if (this.stopped) return;
+        this.raw.advance();
+      }
+    } catch (err) {
+      this.failStorage(err);
+    } finally {
+      this.readyRunning = false;
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.softState) this.onSoftState(rd.softState.lead, rd.softState.raftState);
+    for (const rs of rd.readStates) this.onReadState(Buffer.from(rs.requestCtx).toString("latin1"), rs.index);
+    // 1. Persist (a snapshot from the leader first: it replaces the log and the state).
+    if (rd.snapshot) await this.installSnapshot(rd.snapshot);
+    if (rd.entries.length > 0 || rd.hardState) {
+      await this.wal.append(rd.entries.map(toWalEntry), rd.hardState ? toWalHardState(rd.hardState) : undefined);
+    }
+    if (rd.hardState) this.raftStorage.setHardState(rd.hardState);
+    if (rd.entries.length > 0) this.raftStorage.append(rd.entries);
+    // 2. Send, now that what the messages promise is durable.
+    if (rd.messages.length > 0) this.peers?.send(rd.messages);
+    // 3. Apply.
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    if (rd.committedEntries.length > 0) {
+      this.notifyApplied();
+      if (this.applied - this.snapshotIndex >= this.config.snapshotCount) this.saveSnapshot();
+    }
+  }
+
+  private onSoftState(lead: bigint, role: StateType): void {
+    const wasLeader = this.role === StateType.Leader;
+    const leaderChanged = lead !== this.lead;
+    this.lead = lead;
+    this.role = role;
+    if (leaderChanged) {
+      if (lead !== NONE) this.leaderChangesSeen++;
+      this.log.info(lead === NONE ? "lost the leader" : "leader elected", {
+        leader: hexId(lead),
+        term: this.raw.raft.term,
+      });
+      // Reads waiting on the old leader's confirmation cannot be trusted to complete.
+      for (const waiters of this.readsInFlight.values())
+        for (const w of waiters) w.reject(new EtcdError("LeaderChanged"));
+      this.readsInFlight.clear();
+    }
+    if (role === StateType.Leader && !wasLeader) {
+      // A new leader gives every lease a full TTL (etcd 3.4), so no lease expires early.
+      this.lessor.promote();
+    } else if (role !== StateType.Leader && wasLeader) {
+      this.lessor.demote();
+    }
+    this.submitQueued();
+    if (lead !== NONE) this.flushReads();
+    if (lead !== NONE && !this.published) this.publish();
+  }
+
+  /** Proposes this member's name and client URLs, so `member list` shows them (etcd's publish). */
+  private publish(): void {
+    const self = this.membership.get(this.memberId);
+    const clientUrls = this.config.advertiseClientUrls.map(urlString);
+    if (self && self.name === this.config.name && sameList(self.clientUrls, clientUrls)) {
+      this.published = true;
+      return;
+    }
+    this.published = true;
+    this.propose({
+      member_attributes: { id: this.memberId.toString(), name: this.config.name, client_urls: clientUrls },
+    }).catch((err: unknown) => {
+      this.published = false;
+      this.log.warn("could not publish this member's attributes; retrying with the next leader", {
+        error: String(err),
+      });
+    });
+  }
+
+  private async installSnapshot(snap: Snapshot): Promise<void> {
+    const image = decodeSnapshot(Buffer.from(snap.data), "snapshot from the leader");
+    // The snapshot's index and term are Raft's, which the image's own fields must match.
+    const fixed: StateSnapshot = { ...image, index: snap.metadata.index, term: snap.metadata.term };
+    this.snapshots.save(fixed);
+    await this.wal.markSnapshot({ index: snap.metadata.index, term: snap.metadata.term, reset: true });
+    this.raftStorage.applySnapshot(snap);
+    this.restoreSnapshot(fixed);
+    for (const m of this.membership.list()) if (m.id !== this.memberId) this.peers?.addPeer(m.id, m.peerUrls);
+    this.log.info("applied a snapshot from the leader", {
+      index: snap.metadata.index,
+      revision: fixed.store.currentRevision,
+    });
+  }
+
+  private applyEntry(e: Entry): void {
+    if (e.index <= this.applied) return;
+    if (e.type === "confChange") this.applyConfChange(e);
+    else if (e.data.length > 0) this.applyNormal(e);
+    this.applied = e.index;
+    this.appliedTerm = e.term;
+  }
+
+  private applyNormal(e: Entry): void {
+    const req = decodeInternal(Buffer.from(e.data));
+    const waiter = this.waiters.get(String(req.id));
+    if (waiter) this.waiters.delete(String(req.id));
+    try {
+      let result: ApplyResult;
+      if (req.member_attributes) result = this.applyMemberAttributes(req.member_attributes);
+      else if (req.member_peer_urls) result = this.applyMemberPeerUrls(req.member_peer_urls);
+      else result = this.applier.apply(req);
+      waiter?.resolve(result);
+    } catch (err) {
+      // The same deterministic error on every member; only the proposer reports it.
+      if (!(err instanceof EtcdError)) throw err;
+      waiter?.reject(err);
+    }
+  }
+
+  private applyMemberAttributes(a: NonNullable<InternalRequest["member_attributes"]>): ApplyResult {
+    this.membership.setAttributes(BigInt(a.id), a.name, a.client_urls);
+    return { response: {}, revision: this.mvcc.currentRevision };
+  }
+
+  private applyMemberPeerUrls(u: NonNullable<InternalRequest["member_peer_urls"]>): ApplyResult {
+    const id = BigInt(u.id);
+    if (!this.membership.get(id)) throw new EtcdError("MemberNotFound");
+    this.membership.setPeerUrls(id, u.peer_urls);
+    if (id !== this.memberId) this.peers?.updatePeer(id, u.peer_urls);
+    return { response: {}, revision: this.mvcc.currentRevision };
+  }
+
+  private applyConfChange(e: Entry): void {
+    const cc = decodeConfChange(e.data);
+    const ctx = Membership.decodeContext(cc.context);
+    const waiter = ctx ? this.waiters.get(ctx.requestId) : undefined;
+    if (ctx) this.waiters.delete(ctx.requestId);
+    // Checked again at apply time: two changes racing through the log must not both succeed.
+    const invalid = this.membership.validate(cc, ctx);
+    if (invalid) {
+      // Not applied to Raft either: its membership stays as it was on every member.
+      waiter?.reject(invalid);
+      return;
+    }
+    this.confState = this.raw.applyConfChange(cc);
+    this.membership.apply(cc, ctx);
+    if (cc.type === "removeNode") {
+      if (cc.nodeId === this.memberId) {
+        this.log.error("this member has been removed from the cluster; stopping");
+        waiter?.resolve({ response: {}, revision: this.mvcc.currentRevision });
+        this.die(new Error("the member has been permanently removed from the cluster"));
+        return;
+      }
+      this.peers?.removePeer(cc.nodeId);
+    } else if (cc.nodeId !== this.memberId) {
+      const m = this.membership.get(cc.nodeId);
+      if (m) this.peers?.addPeer(m.id, m.peerUrls);
+    }
+    this.log.info("applied a membership change", {
+      change: cc.type,
+      member: hexId(cc.nodeId),
+      voters: this.confState.voters.map(hexId).join(","),
+      learners: this.confState.learners.map(hexId).join(","),
+    });
+    waiter?.resolve({ response: {}, revision: this.mvcc.currentRevision });
+  }
+
+  private notifyApplied(): void {
+    if (this.appliedWaiters.length === 0) return;
+    const ready = this.appliedWaiters.filter((w) => w.index <= this.applied);
+    this.appliedWaiters = this.appliedWaiters.filter((w) => w.index > this.applied);
+    for (const w of ready) w.resolve();
+  }
+
+  private waitApplied(index: number): Promise<void> {
+    if (index <= this.applied) return Promise.resolve();
+    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  }
+
+  // ---- proposals ----
+
+  /**
+   * Proposes a command; resolves with its result once it is committed and applied here, or rejects
+   * with the EtcdError the apply produced, a storage failure, or a timeout (no quorum).
+   */
+  propose(body: Omit<InternalRequest, "id">): Promise<ApplyResult> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    const id = this.ids.nextId().toString();
+    const data = encodeInternal({ ...body, id } as InternalRequest);
+    if (data.length > this.config.maxRequestBytes) return Promise.reject(new EtcdError("RequestTooLarge"));
+    return this.track(id, { id, data });
+  }
+
+  /** Proposes a membership change (MemberAdd/Remove/Promote); resolves once it is applied here. */
+  proposeConfChange(cc: Omit<ConfChange, "context">, ctx: Omit<MemberChangeContext, "requestId">): Promise<void> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    const requestId = this.ids.nextId().toString();
+    const change: ConfChange = { ...cc, context: Membership.encodeContext({ ...ctx, requestId }) };
+    return this.track(requestId, { id: requestId, confChange: change }).then(() => undefined);
+  }
+
+  private refusal(): Error | undefined {
+    if (this.stopped) return new EtcdError("Stopped");
+    if (this.fatal) return new EtcdError("Stopped");
+    if (this.storageError) return this.storageError;
+    return undefined;
+  }
+
+  private track(id: string, p: QueuedProposal): Promise<ApplyResult> {
+    return new Promise<ApplyResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.waiters.delete(id)) reject(new EtcdError("Timeout"));
+        this.queued = this.queued.filter((q) => q.id !== id);
+      }, this.requestTimeoutMs);
+      timer.unref();
+      this.waiters.set(id, {
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.queued.push(p);
+      this.submitQueued();
+    });
+  }
+
+  /** Hands held proposals to Raft once a leader is known (etcd blocks proposals until then). */
+  private submitQueued(): void {
+    if (this.lead === NONE || this.queued.length === 0 || this.stopped) return;
+    const held = this.queued;
+    this.queued = [];
+    for (const p of held) {
+      if (!this.waiters.has(p.id)) continue; // timed out meanwhile
+      try {
+        if (p.confChange) this.raw.proposeConfChange(p.confChange);
+        else if (p.data) this.raw.propose(p.data);
+      } catch (err) {
+        if (err !== ErrProposalDropped) throw err;
+        // Not accepted now (a leader transfer, a pending conf change): try again at the next tick.
+        this.queued.push(p);
+      }
+    }
+    this.scheduleReady();
+  }
+
+  // ---- linearizable reads ----
+
+  /** Resolves once this member's applied state includes every write committed before the call. */
+  linearizableRead(): Promise<void> {
+    // A lone voter whose log failed still holds every committed write: nothing can commit without
+    // it, so its applied state stays current and reads go on (writes are refused).
+    if (this.storageError && !this.stopped && this.isSoleVoter()) return Promise.resolve();
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        done.reject(new EtcdError("Timeout"));
+      }, this.requestTimeoutMs);
+      timer.unref();
+      let settled = false;
+      const done: ReadWaiter = {
+        resolve: () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.readsPending.push(done);
+      this.flushReads();
+    });
+  }
+
+  /** One ReadIndex round for every read that arrived since the last one (they share it). */
+  private flushReads(): void {
+    if (this.readsPending.length === 0 || this.lead === NONE || this.stopped) return;
+    const batch = this.readsPending;
+    this.readsPending = [];
+    const ctx = `r${this.memberId.toString(36)}-${++this.readCounter}`;
+    try {
+      this.raw.readIndex(Buffer.from(ctx, "latin1"));
+    } catch (err) {
+      if (err !== ErrProposalDropped) throw err;
+      this.readsPending.push(...batch);
+      return;
+    }
+    this.readsInFlight.set(ctx, batch);
+    this.scheduleReady();
+  }
+
+  private onReadState(ctx: string, index: number): void {
+    const batch = this.readsInFlight.get(ctx);
+    if (!batch) return;
+    this.readsInFlight.delete(ctx);
+    void this.waitApplied(index).then(() => {
+      for (const w of batch) w.resolve();
+    });
+    // Reads that arrived while this round ran get the next one.
+    this.flushReads();
+  }
+
+  // ---- peers ----
+
+  private async answerPeer(from: bigint, kind: string, body: Buffer): Promise<Buffer> {
+    switch (kind) {
+      case "lease-keepalive": {
+        if (!this.isLeader) throw new EtcdError("NotLeader");
+        const ttl = this.lessor.renew(BigInt(body.toString("latin1")));
+        return Buffer.from(String(ttl), "latin1");
+      }
+      case "lease-ttl": {
+        if (!this.isLeader) throw new EtcdError("NotLeader");
+        const id = BigInt(body.toString("latin1"));
+        const lease = this.lessor.get(id);
+        const answer = lease
+          ? { ttl: this.lessor.remaining(id), granted: lease.ttl, keys: [...lease.keys].sort() }
+          : { ttl: -1, granted: 0, keys: [] };
+        return Buffer.from(JSON.stringify(answer));
+      }
+      case "learner-ready":
+        if (!this.isLeader) throw new EtcdError("NotLeader");
+        return Buffer.from(this.learnerReady(BigInt(body.toString("latin1"))) ? "yes" : "no", "latin1");
+      case "cluster-info":
+        return Buffer.from(
+          JSON.stringify({
+            clusterId: this.clusterId.toString(),
+            members: this.membership.list().map((m) => ({ ...m, id: m.id.toString() })),
+          }),
+        );
+      default:
+        throw new Error(`unknown peer request "${kind}" from ${hexId(from)}`);
+    }
+  }
+
+  private refusedBy(peer: bigint, reason: string): void {
+    this.log.error("a peer refused this member", { peer: hexId(peer), reason });
+    if (reason.includes("removed"))
+      this.die(new Error(`${reason}; delete this member's data directory and add it again`));
+  }
+
+  /** Renews a lease on the leader (keep-alives are the leader's business). Returns the TTL (0: gone). */
+  async renewLease(id: bigint): Promise<number> {
+    if (this.isLeader) return this.lessor.renew(id);
+    const leader = await this.waitLeader();
+    const answer = await this.askLeader(leader, "lease-keepalive", Buffer.from(id.toString(), "latin1"));
+    return Number(answer.toString("latin1"));
+  }
+
+  /** A lease's remaining TTL, as the leader sees it. */
+  async leaseTimeToLive(id: bigint): Promise<{ ttl: number; granted: number; keys: string[] }> {
+    if (this.isLeader) {
+      const lease = this.lessor.get(id);
+      if (!lease) return { ttl: -1, granted: 0, keys: [] };
+      return { ttl: this.lessor.remaining(id), granted: lease.ttl, keys: [...lease.keys].sort() };
+    }
+    const leader = await this.waitLeader();
+    const answer = await this.askLeader(leader, "lease-ttl", Buffer.from(id.toString(), "latin1"));
+    return JSON.parse(answer.toString()) as { ttl: number; granted: number; keys: string[] };
+  }
+
+  private async askLeader(leader: bigint, kind: string, body: Buffer): Promise<Buffer> {
+    if (!this.peers) throw new EtcdError("NoLeader");
+    try {
+      return await this.peers.request(leader, kind, body, this.requestTimeoutMs);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (message.includes("requested lease not found")) throw new EtcdError("LeaseNotFound");
+      if (message.includes("not leader")) throw new EtcdError("LeaderChanged");
+      throw new EtcdError("Timeout");
+    }
+  }
+
+  /** Waits (up to an election timeout's worth of ticks) for a known leader. */
+  private async waitLeader(): Promise<bigint> {
+    const deadline = this.now() + this.config.electionTimeoutMs * 2;
+    while (this.lead === NONE) {
+      if (this.stopped) throw new EtcdError("Stopped");
+      if (this.now() > deadline) throw new EtcdError("NoLeader");
+      await new Promise((r) => setTimeout(r, this.config.heartbeatIntervalMs));
+    }
+    return this.lead;
+  }
+
+  /** Hands leadership to `target` (MoveLeader); resolves once it leads. */
+  async moveLeader(target: bigint): Promise<void> {
+    if (!this.isLeader) throw new EtcdError("NotLeader");
+    const m = this.membership.get(target);
+    if (!m || m.isLearner) throw new EtcdError("BadLeaderTransferee");
+    if (target === this.memberId) return;
+    this.raw.transferLeader(target);
+    this.scheduleReady();
+    const deadline = this.now() + this.requestTimeoutMs;
+    while (this.lead !== target) {
+      if (this.now() > deadline || this.stopped) throw new EtcdError("Timeout");
+      await new Promise((r) => setTimeout(r, this.config.heartbeatIntervalMs));
+    }
   }
 
   /**
-   * Proposes a command; resolves with its result once it is durable and applied, or rejects with
-   * the EtcdError the apply produced (or a storage failure).
+   * MemberPromote's precondition, checked by the leader as etcd does: the learner's log must have
+   * reached 90% of the leader's commit index.
    */
-  propose(body: Omit<InternalRequest, "id">): Promise<ApplyResult> {
-    if (this.stopped) return Promise.reject(new EtcdError("Stopped"));
-    if (this.storageError) return Promise.reject(this.storageError);
-    const req = { ...body, id: this.ids.nextId().toString() } as InternalRequest;
-    const data = encodeInternal(req);
-    if (data.length > this.config.maxRequestBytes) return Promise.reject(new EtcdError("RequestTooLarge"));
-    const index = ++this.lastIndex;
-    const result = new Promise<ApplyResult>((resolve, reject) => this.waiters.set(index, { req, resolve, reject }));
-    this.wal.append([{ index, term: this.term, data }]).then(
-      () => this.applyThrough(index),
-      (err: unknown) => this.failStorage(err),
-    );
-    return result;
+  async checkLearnerReady(id: bigint): Promise<void> {
+    if (!this.isLeader) {
+      const leader = await this.waitLeader();
+      const answer = await this.askLeader(leader, "learner-ready", Buffer.from(id.toString(), "latin1"));
+      if (answer.toString("latin1") !== "yes") throw new EtcdError("LearnerNotReady");
+      return;
+    }
+    if (!this.learnerReady(id)) throw new EtcdError("LearnerNotReady");
   }
 
-  /** Applies every durable entry up to `index`, in order, and answers their proposers. */
-  private applyThrough(index: number): void {
-    while (this.applied < index) {
-      const next = this.applied + 1;
-      const waiter = this.waiters.get(next);
-      if (!waiter) break;
-      this.waiters.delete(next);
-      this.applied = next;
-      try {
-        waiter.resolve(this.applier.apply(waiter.req));
-      } catch (err) {
-        waiter.reject(err);
-      }
-    }
-    if (this.applied - this.snapshotIndex >= this.config.snapshotCount) this.triggerSnapshot();
+  private learnerReady(id: bigint): boolean {
+    const st = this.raw.status();
+    const pr = st.progress?.get(id);
+    return pr !== undefined && pr.match >= st.hardState.commit * 0.9;
   }
+
+  newMemberId(peerUrls: string[]): bigint {
+    // etcd derives an added member's ID from its URLs and the time, so re-adding gets a new ID.
+    return memberIdFor(peerUrls, `${this.config.initialClusterToken}/${this.now()}`);
+  }
+
+  // ---- the rest of the store ----
 
   private failStorage(err: unknown): void {
     if (!this.storageError) {
@@ -240,6 +886,15 @@ export class EtcdServer {
     }
     for (const w of this.waiters.values()) w.reject(this.storageError);
     this.waiters.clear();
+  }
+
+  private die(err: Error): void {
+    if (this.fatal) return;
+    this.fatal = err;
+    for (const w of this.waiters.values()) w.reject(new EtcdError("Stopped"));
+    this.waiters.clear();
+    // A moment's grace, so that the answer to the request that removed us still goes out.
+    setTimeout(() => this.onFatal(err), 500).unref();
   }
 
   /** A transaction with no writes, served from the applied state without a log entry. */
@@ -252,7 +907,7 @@ export class EtcdServer {
     return this.ids.nextId();
   }
 
-  /** A read at the applied state (linearizable: only durable writes are applied). */
+  /** A read at this member's applied state (callers wait for linearizableRead() first unless serializable). */
   range(r: RangeRequest): RangeResponse {
     return this.applier.range(r);
   }
@@ -276,9 +931,9 @@ export class EtcdServer {
     return false;
   }
 
-  /** Leases past expiry are revoked through the log (their keys' deletion is a normal write). */
+  /** The leader revokes leases past expiry through the log (their keys' deletion is a normal write). */
   private revokeExpiredLeases(): void {
-    if (this.stopped || this.storageError) return;
+    if (this.stopped || this.storageError || !this.isLeader) return;
     for (const id of this.lessor.expired()) {
       if (this.revoking.has(id)) continue;
       this.revoking.add(id);
@@ -289,9 +944,9 @@ export class EtcdServer {
     }
   }
 
-  /** Periodic or revision-based auto compaction, as --auto-compaction-mode asks. */
+  /** Periodic or revision-based auto compaction, as --auto-compaction-mode asks (the leader proposes it). */
   private autoCompact(): void {
-    if (this.stopped || this.storageError) return;
+    if (this.stopped || this.storageError || !this.isLeader) return;
     const target = this.compactor.tick(this.mvcc.currentRevision, this.mvcc.compactedRevision);
     if (target === undefined) return;
     this.log.info("auto compaction", { revision: target, mode: this.config.autoCompactionMode });
@@ -304,9 +959,9 @@ export class EtcdServer {
   snapshotImage(): StateSnapshot {
     return {
       index: this.applied,
-      term: this.term,
+      term: this.appliedTerm,
       clusterId: this.clusterId,
-      members: this.members.map(toMemberImage),
+      members: this.membership.images(),
       store: this.mvcc.image(),
       leases: this.lessor.image(),
       alarms: this.alarms.image(),
@@ -317,21 +972,19 @@ export class EtcdServer {
     return encodeSnapshot(this.snapshotImage());
   }
 
-  private triggerSnapshot(): void {
-    if (this.snapshotting || this.storageError) return;
-    this.snapshotting = true;
-    try {
-      this.saveSnapshot();
-    } finally {
-      this.snapshotting = false;
-    }
-  }
-
-  /** Writes a snapshot of the applied state and lets the log drop what it covers. */
+  /**
+   * Writes a snapshot of the applied state, gives it to Raft (for followers too far behind), and
+   * lets the log drop what it covers, keeping some entries for followers that lag a little.
+   */
   private saveSnapshot(): void {
+    if (this.storageError) return;
     const image = this.snapshotImage();
+    const data = encodeSnapshot(image);
     this.snapshots.save(image);
     this.snapshotIndex = image.index;
+    this.raftStorage.createSnapshot(image.index, this.raw.raft.tracker.confState(), data);
+    const compactTo = image.index - CATCH_UP_ENTRIES;
+    if (compactTo > this.raftStorage.firstIndex()) this.raftStorage.compact(compactTo);
     this.log.info("saved snapshot", { index: image.index, revision: image.store.currentRevision });
     this.wal.markSnapshot({ index: image.index, term: image.term }).catch((err: unknown) => this.failStorage(err));
   }
@@ -348,13 +1001,17 @@ export class EtcdServer {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.watchHub.close();
+    await this.peers?.close().catch(() => {});
     try {
-      await this.wal.close();
+      await this.wal?.close();
     } catch {
       // Nothing more to save; the log is already as durable as it will be.
     }
     for (const w of this.waiters.values()) w.reject(new EtcdError("Stopped"));
     this.waiters.clear();
+    for (const batch of [this.readsPending, ...this.readsInFlight.values()]) {
+      for (const r of batch) r.reject(new EtcdError("Stopped"));
+    }
   }
 }
 
@@ -363,8 +1020,29 @@ function urlString(u: URL): string {
   return u.toString().replace(/\/$/, "");
 }
 
-function toMemberImage(m: Member): MemberImage {
-  return { id: m.id, name: m.name, peerUrls: m.peerUrls, clientUrls: m.clientUrls, isLearner: m.isLearner };
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function toWalEntry(e: Entry): WalEntry {
+  return {
+    index: e.index,
+    term: e.term,
+    ...(e.type === "confChange" ? { type: "confChange" as const } : {}),
+    data: Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength),
+  };
+}
+
+function toRaftEntry(e: WalEntry): Entry {
+  return { index: e.index, term: e.term, type: e.type ?? "normal", data: new Uint8Array(e.data) };
+}
+
+function toWalHardState(h: HardState): { term: number; vote: bigint; commit: number } {
+  return { term: h.term, vote: h.vote, commit: h.commit };
+}
+
+function toRaftHardState(h: { term: number; vote: bigint; commit: number }): HardState {
+  return { term: h.term, vote: h.vote, commit: h.commit };
 }
 
 /** etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds, rounded up. */

@@ -14,8 +14,11 @@ import { crc32c } from "../../util/crc32c.js";
  *     u8      record type
  *     ...     payload
  *
- * Record types: ENTRY (u64 index, u64 term, data), HARD_STATE (u64 term, u64 vote, u64 commit), and
- * SNAPSHOT (u64 index, u64 term: a snapshot covering everything up to index was saved).
+ * Record types: ENTRY (u64 index, u64 term, data: a normal Raft entry), CONF_ENTRY (the same layout,
+ * for a membership-change entry), HARD_STATE (u64 term, u64 vote, u64 commit), and SNAPSHOT (u64
+ * index, u64 term, optional u8 reset: a snapshot covering everything up to index was saved; with
+ * reset = 1 it came from the leader and replaced the whole log, so entries before the record are
+ * void even above its index).
  *
  * Recovery rules: a damaged record at the very end of the last segment is a write torn by a crash;
  * it was never acknowledged (we ack only after fsync), so it is truncated with a warning. A damaged
@@ -35,11 +38,14 @@ enum RecordType {
   Entry = 1,
   HardState = 2,
   Snapshot = 3,
+  ConfEntry = 4,
 }
 
 export interface WalEntry {
   readonly index: number;
   readonly term: number;
+  /** Absent means "normal". */
+  readonly type?: "normal" | "confChange";
   readonly data: Buffer;
 }
 
@@ -52,6 +58,8 @@ export interface HardState {
 export interface SnapshotMark {
   readonly index: number;
   readonly term: number;
+  /** The snapshot replaced the whole log (one received from the leader). */
+  readonly reset?: boolean;
 }
 
 export interface WalContents {
@@ -144,7 +152,7 @@ export class Wal {
         fs.truncateSync(file, parsed.truncateAt);
       }
       for (const rec of parsed.records) {
-        if (rec.type === RecordType.Entry) {
+        if (rec.type === RecordType.Entry || rec.type === RecordType.ConfEntry) {
           const e = rec.entry as WalEntry;
           // A later entry at an index replaces what was there and everything after (Raft log truncation).
           while (entries.length > 0 && (entries[entries.length - 1] as WalEntry).index >= e.index) entries.pop();
@@ -153,6 +161,7 @@ export class Wal {
           hardState = rec.hardState;
         } else if (rec.type === RecordType.Snapshot) {
           snapshot = rec.snapshot;
+          if (snapshot?.reset) entries.length = 0;
         }
       }
     });
@@ -194,9 +203,13 @@ export class Wal {
 
   /** Records that a snapshot covers everything up to `mark.index`, then drops segments it covers. */
   async markSnapshot(mark: SnapshotMark): Promise<void> {
-    const payload = Buffer.alloc(16);
+    const payload = Buffer.alloc(mark.reset ? 17 : 16);
     payload.writeBigUInt64LE(BigInt(mark.index), 0);
     payload.writeBigUInt64LE(BigInt(mark.term), 8);
+    if (mark.reset) {
+      payload[16] = 1;
+      this.lastIndex = mark.index;
+    }
     await this.enqueue([encodeRecord(RecordType.Snapshot, payload)]);
     this.releaseSegmentsBefore(mark.index);
   }
@@ -361,7 +374,7 @@ function encodeRecord(type: RecordType, payload: Buffer): Buffer {
 function encodeEntry(e: WalEntry): Buffer {
   const buf = Buffer.allocUnsafe(HEADER + 16 + e.data.length);
   buf.writeUInt32LE(16 + e.data.length, 0);
-  buf[8] = RecordType.Entry;
+  buf[8] = e.type === "confChange" ? RecordType.ConfEntry : RecordType.Entry;
   buf.writeBigUInt64LE(BigInt(e.index), HEADER);
   buf.writeBigUInt64LE(BigInt(e.term), HEADER + 8);
   e.data.copy(buf, HEADER + 16);
@@ -415,12 +428,14 @@ function parseSegment(file: string, data: Buffer, isLast: boolean): { records: P
     const payload = data.subarray(off + HEADER, off + HEADER + len);
     switch (type) {
       case RecordType.Entry:
+      case RecordType.ConfEntry:
         if (payload.length < 16) return damage("entry record too short");
         records.push({
           type,
           entry: {
             index: Number(payload.readBigUInt64LE(0)),
             term: Number(payload.readBigUInt64LE(8)),
+            ...(type === RecordType.ConfEntry ? { type: "confChange" as const } : {}),
             data: Buffer.from(payload.subarray(16)),
           },
         });
@@ -438,7 +453,11 @@ function parseSegment(file: string, data: Buffer, isLast: boolean): { records: P
       case RecordType.Snapshot:
         records.push({
           type,
-          snapshot: { index: Number(payload.readBigUInt64LE(0)), term: Number(payload.readBigUInt64LE(8)) },
+          snapshot: {
+            index: Number(payload.readBigUInt64LE(0)),
+            term: Number(payload.readBigUInt64LE(8)),
+            ...(payload.length > 16 && payload[16] === 1 ? { reset: true } : {}),
+          },
         });
         break;
       default:
@@ -458,7 +477,13 @@ function hasValidRecordAfter(data: Buffer, from: number): boolean {
     const len = data.readUInt32LE(off);
     if (len === 0 || off + HEADER + len > data.length) continue;
     const type = data[off + 8];
-    if (type !== RecordType.Entry && type !== RecordType.HardState && type !== RecordType.Snapshot) continue;
+    if (
+      type !== RecordType.Entry &&
+      type !== RecordType.ConfEntry &&
+      type !== RecordType.HardState &&
+      type !== RecordType.Snapshot
+    )
+      continue;
     if (crc32c(data.subarray(off + 8, off + HEADER + len)) === data.readUInt32LE(off + 4)) return true;
   }
   return false;

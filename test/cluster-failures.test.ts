@@ -1,0 +1,317 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { type ClusterMember, TestCluster } from "./helpers/cluster.js";
+import { connect, num } from "./helpers/grpc-client.js";
+import { etcdctl, sleep } from "./helpers/nodes.js";
+import { Workload } from "./helpers/workload.js";
+
+/**
+ * Member and leader failures on real `lab etcd` processes, with a recorded client workload checked
+ * for linearizability and for acknowledged writes that went missing.
+ */
+
+let cluster: TestCluster | undefined;
+
+afterEach(async () => {
+  await cluster?.killAll();
+  cluster = undefined;
+});
+
+/** Every acknowledged write is in every member's history (etcdctl get --rev at its revision). */
+async function expectNothingLost(c: TestCluster, w: Workload): Promise<void> {
+  const clients = c.endpoints.map((e) => connect(e));
+  try {
+    for (const [key, writes] of w.acknowledged) {
+      for (const { value, revision } of writes) {
+        for (const client of clients) {
+          const res = await client.range(key, undefined, { revision });
+          const kv = res.kvs[0];
+          expect(kv && Buffer.from(kv.value).toString(), `${key}@${revision} on ${client.endpoint}`).toBe(value);
+          expect(num(kv?.mod_revision)).toBe(revision);
+        }
+      }
+    }
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+function expectLinearizable(w: Workload): void {
+  const { linearizable, revisions } = w.check();
+  const failures = linearizable.failures.map((f) => f.explanation).join("\n\n");
+  expect(linearizable.result, failures).toBe("linearizable");
+  expect(revisions.ok, revisions.violations.join("\n")).toBe(true);
+  expect(w.recorder.size).toBeGreaterThan(100);
+}
+
+function leaderOf(c: TestCluster): Promise<ClusterMember> {
+  return c.waitLeader();
+}
+
+describe("failures in a three-member cluster", () => {
+  it("survives SIGKILL of the leader under write load: a new leader, writes resume, nothing acknowledged is lost", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    const oldLeader = await leaderOf(c);
+    const w = new Workload({ endpoints: () => c.endpoints, clients: 6, keys: 5 });
+    try {
+      await w.waitWrites(200, 20_000);
+      await c.kill(oldLeader);
+      w.mark();
+      const newLeader = await c.waitLeader();
+      expect(newLeader.name).not.toBe(oldLeader.name);
+      await w.waitWrites(200, 20_000);
+      await c.restart(oldLeader);
+      w.mark();
+      await w.waitWrites(100, 20_000);
+    } finally {
+      await w.stop();
+    }
+    await c.waitConverged();
+    await expectNothingLost(c, w);
+    expectLinearizable(w);
+  });
+
+  it("refuses writes without a quorum (2 of 3 killed) and recovers everything when they return", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    const [a, b, survivor] = c.members as [ClusterMember, ClusterMember, ClusterMember];
+    expect((await etcdctl(c.endpoints, ["put", "before", "1"])).stdout.trim()).toBe("OK");
+    await c.kill(a);
+    await c.kill(b);
+    const put = await etcdctl(survivor.endpoint, ["--command-timeout=3s", "put", "during", "x"]);
+    expect(put.code).not.toBe(0);
+    expect(put.stderr).toMatch(/context deadline exceeded|etcdserver: request timed out/);
+    // A linearizable read cannot be served either; a serializable one can (local state).
+    const lin = await etcdctl(survivor.endpoint, ["--command-timeout=3s", "get", "before"]);
+    expect(lin.code).not.toBe(0);
+    const ser = await etcdctl(survivor.endpoint, ["get", "before", "--consistency=s", "--print-value-only"]);
+    expect(ser.stdout.trim()).toBe("1");
+    const health = await etcdctl(survivor.endpoint, ["endpoint", "health"]);
+    expect(health.code).not.toBe(0);
+    await c.restart(a);
+    await c.restart(b);
+    await c.waitLeader();
+    expect((await etcdctl(c.endpoints, ["put", "after", "2"])).stdout.trim()).toBe("OK");
+    await c.waitConverged();
+    for (const m of c.members) {
+      const get = await etcdctl(m.endpoint, ["get", "before", "--print-value-only", "--consistency=s"]);
+      expect(get.stdout.trim()).toBe("1");
+    }
+  });
+
+  it("never serves a stale read from a leader that was paused (SIGSTOP) while the others moved on", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    const leader = await leaderOf(c);
+    expect((await etcdctl(leader.endpoint, ["put", "x", "old"])).stdout.trim()).toBe("OK");
+    leader.process?.kill("SIGSTOP");
+    try {
+      const others = c.members.filter((m) => m !== leader).map((m) => m.endpoint);
+      let written = false;
+      for (let i = 0; i < 100 && !written; i++) {
+        const put = await etcdctl(others, ["--command-timeout=2s", "put", "x", "new"]);
+        written = put.stdout.trim() === "OK";
+        if (!written) await sleep(100);
+      }
+      expect(written).toBe(true);
+    } finally {
+      leader.process?.kill("SIGCONT");
+    }
+    // The resumed member must not answer from its old state: it either sees "new" or refuses.
+    for (let i = 0; i < 5; i++) {
+      const get = await etcdctl(leader.endpoint, ["--command-timeout=3s", "get", "x", "--print-value-only"]);
+      if (get.code === 0) expect(get.stdout.trim()).toBe("new");
+    }
+    await c.waitLeader();
+    await c.waitConverged();
+  });
+
+  it("keeps leases alive across a leader change (a new leader renews them to their full TTL)", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    const leader = await leaderOf(c);
+    const follower = c.members.find((m) => m !== leader) as ClusterMember;
+    const grant = await etcdctl(follower.endpoint, ["lease", "grant", "6"]);
+    const id = /lease ([0-9a-f]+) granted/.exec(grant.stdout)?.[1] as string;
+    expect(id, grant.stderr).toBeDefined();
+    await etcdctl(follower.endpoint, ["put", "owned", "v", "--lease", id]);
+    await sleep(3000);
+    await c.kill(leader);
+    await c.waitLeader();
+    // 3 s after the change, 6 s after the grant: an early expiry would have deleted the key by now.
+    await sleep(3000);
+    const get = await etcdctl(follower.endpoint, ["get", "owned", "--print-value-only"]);
+    expect(get.stdout.trim()).toBe("v");
+    const ttl = await etcdctl(follower.endpoint, ["lease", "timetolive", id]);
+    expect(ttl.stdout).toMatch(/granted with TTL\(6s\), remaining\([1-6]s\)/);
+  });
+});
+
+/** The lab's fault hook on a member's client port (POST/DELETE /lab/faults). */
+async function setFaults(m: ClusterMember, method: "POST" | "DELETE", body?: object): Promise<string> {
+  const res = await fetch(`http://${m.endpoint}/lab/faults`, {
+    method,
+    ...(body ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`fault hook ${method}: ${res.status} ${text}`);
+  return text;
+}
+
+describe("partitions through the fault hook", () => {
+  it("an isolated leader steps down, the majority elects another, and the old leader's uncommitted entries are gone after healing", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    const leader = await leaderOf(c);
+    const others = c.members.filter((m) => m !== leader);
+    // Isolate the leader both ways, from its own side.
+    await setFaults(leader, "POST", { peer: "all", blockOutbound: true, blockInbound: true });
+    // A write sent to the isolated leader is appended to its log but can never commit.
+    const stranded = etcdctl(leader.endpoint, ["--command-timeout=4s", "put", "stranded", "x"]);
+    const newLeader = await waitForLeaderAmong(c, others);
+    expect(newLeader.name).not.toBe(leader.name);
+    expect((await etcdctl(newLeader.endpoint, ["put", "majority", "y"])).stdout.trim()).toBe("OK");
+    const strandedResult = await stranded;
+    expect(strandedResult.code).not.toBe(0);
+    // Check-quorum: the isolated leader stepped down (it no longer claims to lead).
+    const st = await etcdctl(leader.endpoint, ["endpoint", "status", "-w", "json"]);
+    // etcdctl's JSON leaves out a zero leader.
+    expect(st.stdout).not.toMatch(/"leader":[1-9]/);
+    await setFaults(leader, "DELETE");
+    await c.waitLeader();
+    await c.waitConverged();
+    for (const m of c.members) {
+      const get = await etcdctl(m.endpoint, ["get", "stranded", "--consistency=s"]);
+      expect(get.stdout).toBe("");
+      const maj = await etcdctl(m.endpoint, ["get", "majority", "--print-value-only", "--consistency=s"]);
+      expect(maj.stdout.trim()).toBe("y");
+    }
+  });
+
+  it("answers bad fault requests with a clear error", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const m = cluster.members[0] as ClusterMember;
+    await expect(setFaults(m, "POST", { peer: "nobody" })).rejects.toThrow(/a member ID in hex/);
+    await expect(setFaults(m, "POST", { peer: "all", drop: 2 })).rejects.toThrow(/400/);
+    await expect(setFaults(m, "POST", { peer: "all", jitter: 1 })).rejects.toThrow(/unknown fields jitter/);
+    const ok = await setFaults(m, "POST", { peer: "all", delayMs: 10 });
+    expect(ok).toContain("10");
+    const cleared = JSON.parse(await setFaults(m, "DELETE")) as { faults: { all: unknown } };
+    expect(cleared.faults.all).toBeNull();
+  });
+});
+
+/** Waits until the members in `among` agree on a leader among themselves. */
+async function waitForLeaderAmong(c: TestCluster, among: ClusterMember[], timeoutMs = 20_000): Promise<ClusterMember> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = await etcdctl(
+      among.map((m) => m.endpoint),
+      ["endpoint", "status", "-w", "table"],
+    );
+    const leaderLine = r.stdout.split("\n").find((l) => /\|\s+true\s+\|/.test(l));
+    const m = leaderLine && among.find((x) => leaderLine.includes(x.endpoint));
+    if (m) return m;
+    await sleep(100);
+  }
+  throw new Error(`no leader among ${among.map((m) => m.name).join(", ")}\n${c.dump()}`);
+}
+
+describe("membership changes", () => {
+  it("removes the leader (which then stops) and adds a fresh member that catches up by snapshot", async () => {
+    cluster = await TestCluster.start({ size: 3, extraArgs: ["--snapshot-count", "50"] });
+    const c = cluster;
+    for (let i = 0; i < 120; i++) await etcdctl(c.endpoints, ["put", `pre${i}`, `v${i}`]);
+    // The hardest case: the leader itself is removed (it steps down; the others elect a leader).
+    const victim = await c.waitLeader();
+    const list = await etcdctl(c.endpoints, ["member", "list"]);
+    const victimId = list.stdout
+      .split("\n")
+      .find((l) => l.includes(`, ${victim.name}, `))
+      ?.split(",")[0] as string;
+    const removed = await etcdctl(c.endpoints, ["member", "remove", victimId]);
+    expect(removed.stdout, removed.stderr).toContain(`Member ${victimId} removed from cluster`);
+    expect(await victim.exited).toBe(1);
+    expect(victim.output).toContain("removed from the cluster");
+    victim.process = undefined;
+    // A removed member that comes back with its data is refused, with a clear message.
+    c.spawn(victim, "new");
+    expect(await victim.exited).not.toBe(0);
+    expect(victim.output).toMatch(/removed/);
+    victim.process = undefined;
+    // More writes, so the log the newcomer needs is compacted away: it must get a snapshot.
+    for (let i = 0; i < 120; i++) await etcdctl(c.endpoints, ["put", `mid${i}`, `v${i}`]);
+    const fresh = await c.addMember("m4");
+    const add = await etcdctl(c.endpoints, ["member", "add", "m4", `--peer-urls=http://127.0.0.1:${fresh.peerPort}`]);
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stdout).toContain('ETCD_INITIAL_CLUSTER_STATE="existing"');
+    const initialCluster = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(add.stdout)?.[1] as string;
+    c.spawn(fresh, "existing", initialCluster);
+    await c.waitUp(fresh);
+    await c.waitLeader();
+    await c.waitConverged();
+    expect(fresh.output).toContain("applied a snapshot from the leader");
+    const got = await etcdctl(fresh.endpoint, ["get", "pre0", "--print-value-only", "--consistency=s"]);
+    expect(got.stdout.trim()).toBe("v0");
+    const members = await etcdctl(c.endpoints, ["member", "list"]);
+    expect(members.stdout).toContain(", started, m4, ");
+    expect(members.stdout).not.toContain(`, ${victim.name}, `);
+  });
+
+  it("adds a learner, which cannot be promoted before it has caught up, then promotes it", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    await c.waitLeader();
+    const learner = await c.addMember("m4");
+    const add = await etcdctl(c.endpoints, [
+      "member",
+      "add",
+      "m4",
+      `--peer-urls=http://127.0.0.1:${learner.peerPort}`,
+      "--learner",
+    ]);
+    expect(add.code, add.stderr).toBe(0);
+    const id = /Member ([0-9a-f]+) added/.exec(add.stdout)?.[1] as string;
+    const early = await etcdctl(c.endpoints, ["member", "promote", id]);
+    expect(early.code).not.toBe(0);
+    expect(early.stderr).toContain("can only promote a learner member which is in sync with leader");
+    const initialCluster = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(add.stdout)?.[1] as string;
+    c.spawn(learner, "existing", initialCluster);
+    await c.waitUp(learner);
+    const asLearner = await etcdctl(c.endpoints, ["member", "list"]);
+    expect(asLearner.stdout).toMatch(/, m4, .*, true/);
+    const status = await etcdctl(learner.endpoint, ["endpoint", "status", "-w", "table"]);
+    expect(status.stdout).toMatch(/\|\s+false\s+\|\s+true\s+\|/); // not leader, learner
+    let promoted = await etcdctl(c.endpoints, ["member", "promote", id]);
+    for (let i = 0; i < 50 && promoted.code !== 0; i++) {
+      await sleep(200);
+      promoted = await etcdctl(c.endpoints, ["member", "promote", id]);
+    }
+    expect(promoted.stdout, promoted.stderr).toContain(`Member ${id} promoted in cluster`);
+    const list = await etcdctl(c.endpoints, ["member", "list"]);
+    expect(list.stdout).toMatch(/, started, m4, .*, false\n?/);
+    await c.waitConverged();
+  });
+
+  it("refuses a member started with the wrong cluster token", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    await c.waitLeader();
+    const stranger = await c.addMember("m4");
+    const add = await etcdctl(c.endpoints, [
+      "member",
+      "add",
+      "m4",
+      `--peer-urls=http://127.0.0.1:${stranger.peerPort}`,
+    ]);
+    const initialCluster = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(add.stdout)?.[1] as string;
+    // Joining members learn the cluster from their peers; a member restarted into a cluster it
+    // does not belong to (another token) is refused by the peers.
+    c.spawn(stranger, "new", initialCluster, ["--initial-cluster-token", "some-other-cluster"]);
+    const deadline = Date.now() + 15_000;
+    while (!/cluster ID mismatch/.test(stranger.output) && Date.now() < deadline) await sleep(100);
+    expect(stranger.output).toMatch(/cluster ID mismatch/);
+    expect(stranger.output).toContain("--initial-cluster-token");
+    await c.kill(stranger);
+  });
+});
