@@ -47,6 +47,35 @@ function leaderOf(c: TestCluster): Promise<ClusterMember> {
   return c.waitLeader();
 }
 
+describe("failures in a five-member cluster", () => {
+  it("keeps committing with two of five down (the leader among them), linearizably, and catches them up", async () => {
+    cluster = await TestCluster.start({ size: 5 });
+    const c = cluster;
+    const leader = await leaderOf(c);
+    const other = c.members.find((m) => m !== leader) as ClusterMember;
+    const w = new Workload({ endpoints: () => c.endpoints, clients: 8, keys: 6 });
+    try {
+      await w.waitWrites(150, 20_000);
+      await c.kill(leader);
+      await c.kill(other);
+      w.mark();
+      const newLeader = await c.waitLeader();
+      expect([leader.name, other.name]).not.toContain(newLeader.name);
+      await w.waitWrites(150, 20_000);
+      await c.restart(leader);
+      await c.restart(other);
+      w.mark();
+      await w.waitWrites(100, 20_000);
+    } finally {
+      await w.stop();
+    }
+    await c.waitLeader();
+    await c.waitConverged();
+    await expectNothingLost(c, w);
+    expectLinearizable(w);
+  });
+});
+
 describe("failures in a three-member cluster", () => {
   it("survives SIGKILL of the leader under write load: a new leader, writes resume, nothing acknowledged is lost", async () => {
     cluster = await TestCluster.start({ size: 3 });
@@ -76,6 +105,8 @@ describe("failures in a three-member cluster", () => {
     const c = cluster;
     const [a, b, survivor] = c.members as [ClusterMember, ClusterMember, ClusterMember];
     expect((await etcdctl(c.endpoints, ["put", "before", "1"])).stdout.trim()).toBe("OK");
+    const w = new Workload({ endpoints: () => c.endpoints, clients: 4, keys: 4, deadlineMs: 2000 });
+    await w.waitWrites(100, 20_000);
     await c.kill(a);
     await c.kill(b);
     const put = await etcdctl(survivor.endpoint, ["--command-timeout=3s", "put", "during", "x"]);
@@ -91,8 +122,13 @@ describe("failures in a three-member cluster", () => {
     await c.restart(a);
     await c.restart(b);
     await c.waitLeader();
+    w.mark();
+    await w.waitWrites(100, 20_000);
+    await w.stop();
     expect((await etcdctl(c.endpoints, ["put", "after", "2"])).stdout.trim()).toBe("OK");
     await c.waitConverged();
+    await expectNothingLost(c, w);
+    expectLinearizable(w);
     for (const m of c.members) {
       const get = await etcdctl(m.endpoint, ["get", "before", "--print-value-only", "--consistency=s"]);
       expect(get.stdout.trim()).toBe("1");
@@ -104,6 +140,8 @@ describe("failures in a three-member cluster", () => {
     const c = cluster;
     const leader = await leaderOf(c);
     expect((await etcdctl(leader.endpoint, ["put", "x", "old"])).stdout.trim()).toBe("OK");
+    const w = new Workload({ endpoints: () => c.endpoints, clients: 6, keys: 4, deadlineMs: 3000 });
+    await w.waitWrites(100, 20_000);
     leader.process?.kill("SIGSTOP");
     try {
       const others = c.members.filter((m) => m !== leader).map((m) => m.endpoint);
@@ -122,8 +160,13 @@ describe("failures in a three-member cluster", () => {
       const get = await etcdctl(leader.endpoint, ["--command-timeout=3s", "get", "x", "--print-value-only"]);
       if (get.code === 0) expect(get.stdout.trim()).toBe("new");
     }
+    w.mark();
+    await w.waitWrites(100, 20_000);
+    await w.stop();
     await c.waitLeader();
     await c.waitConverged();
+    await expectNothingLost(c, w);
+    expectLinearizable(w);
   });
 
   it("keeps leases alive across a leader change (a new leader renews them to their full TTL)", async () => {
@@ -164,6 +207,8 @@ describe("partitions through the fault hook", () => {
     const c = cluster;
     const leader = await leaderOf(c);
     const others = c.members.filter((m) => m !== leader);
+    const w = new Workload({ endpoints: () => c.endpoints, clients: 6, keys: 4, deadlineMs: 3000 });
+    await w.waitWrites(100, 20_000);
     // Isolate the leader both ways, from its own side.
     await setFaults(leader, "POST", { peer: "all", blockOutbound: true, blockInbound: true });
     // A write sent to the isolated leader is appended to its log but can never commit.
@@ -177,9 +222,16 @@ describe("partitions through the fault hook", () => {
     const st = await etcdctl(leader.endpoint, ["endpoint", "status", "-w", "json"]);
     // etcdctl's JSON leaves out a zero leader.
     expect(st.stdout).not.toMatch(/"leader":[1-9]/);
+    w.mark();
+    await w.waitWrites(50, 20_000);
     await setFaults(leader, "DELETE");
     await c.waitLeader();
+    w.mark();
+    await w.waitWrites(50, 20_000);
+    await w.stop();
     await c.waitConverged();
+    await expectNothingLost(c, w);
+    expectLinearizable(w);
     for (const m of c.members) {
       const get = await etcdctl(m.endpoint, ["get", "stranded", "--consistency=s"]);
       expect(get.stdout).toBe("");

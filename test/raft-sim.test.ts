@@ -2,7 +2,7 @@
  * Randomized, deterministic simulation of Raft clusters (see test/raft/sim.ts).
  *
  *   LAB_RAFT_SEED=1234 npx vitest run test/raft-sim.test.ts     replay one seed (with a trace on failure)
- *   LAB_RAFT_SEEDS=100000 npx vitest run test/raft-sim.test.ts  a long run (or: npm run sim -- --seeds 100000)
+ *   LAB_RAFT_SEEDS=100000 npm run sim                            a long run (without the project's global setup)
  *   LAB_RAFT_SEED_START=5000                                    first seed of the range (default 1)
  */
 import { describe, expect, test } from "vitest";

@@ -143,7 +143,7 @@ type Unary = (
   cb: (err: grpc.ServiceError | null, res: unknown) => void,
 ) => void;
 
-function call<T>(client: grpc.Client, method: string, req: object, deadlineMs = 20_000): Promise<T> {
+function call<T>(client: grpc.Client, method: string, req: object, deadlineMs: number): Promise<T> {
   const fn = (client as unknown as Record<string, Unary>)[method];
   if (!fn) throw new Error(`no method ${method}`);
   return new Promise<T>((resolve, reject) => {
@@ -175,7 +175,7 @@ export interface EtcdClient {
  * stalled watch stream on one client cannot hold up another's calls through connection-level flow
  * control. Received messages may be of any size.
  */
-export function connect(endpoint: string): EtcdClient {
+export function connect(endpoint: string, deadlineMs = 20_000): EtcdClient {
   const options: grpc.ClientOptions = {
     "grpc.max_receive_message_length": -1,
     "grpc.max_send_message_length": -1,
@@ -195,28 +195,29 @@ export function connect(endpoint: string): EtcdClient {
   return {
     endpoint,
     put: (key, value, opts = {}) =>
-      call(kv, "Put", {
-        key: Buffer.from(key),
-        value: Buffer.from(value),
-        lease: opts.lease ?? "0",
-        prev_kv: opts.prev_kv ?? false,
-      }),
+      call(
+        kv,
+        "Put",
+        { key: Buffer.from(key), value: Buffer.from(value), lease: opts.lease ?? "0", prev_kv: opts.prev_kv ?? false },
+        deadlineMs,
+      ),
     range: (key, rangeEnd, opts = {}) =>
-      call(kv, "Range", {
-        key: Buffer.from(key),
-        range_end: Buffer.from(rangeEnd ?? ""),
-        revision: String(opts.revision ?? 0),
-      }),
+      call(
+        kv,
+        "Range",
+        { key: Buffer.from(key), range_end: Buffer.from(rangeEnd ?? ""), revision: String(opts.revision ?? 0) },
+        deadlineMs,
+      ),
     deleteRange: (key, rangeEnd) =>
-      call(kv, "DeleteRange", { key: Buffer.from(key), range_end: Buffer.from(rangeEnd ?? "") }),
+      call(kv, "DeleteRange", { key: Buffer.from(key), range_end: Buffer.from(rangeEnd ?? "") }, deadlineMs),
     txn: (success, compare = [], failure = []) =>
-      call(kv, "Txn", { compare, success: success.map(opToWire), failure: failure.map(opToWire) }),
+      call(kv, "Txn", { compare, success: success.map(opToWire), failure: failure.map(opToWire) }, deadlineMs),
     compact: async (revision) => {
-      await call(kv, "Compact", { revision: String(revision), physical: true });
+      await call(kv, "Compact", { revision: String(revision), physical: true }, deadlineMs);
     },
-    leaseGrant: (ttl) => call(lease, "LeaseGrant", { TTL: String(ttl), ID: "0" }),
+    leaseGrant: (ttl) => call(lease, "LeaseGrant", { TTL: String(ttl), ID: "0" }, deadlineMs),
     leaseRevoke: async (id) => {
-      await call(lease, "LeaseRevoke", { ID: id });
+      await call(lease, "LeaseRevoke", { ID: id }, deadlineMs);
     },
     watch: () => {
       const s = new WatchStream(

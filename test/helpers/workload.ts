@@ -85,15 +85,16 @@ export class Workload {
       const want = endpoints[endpointIndex % endpoints.length] as string;
       if (!client || endpoint !== want) {
         client?.close();
-        client = connect(want);
+        client = connect(want, this.options.deadlineMs ?? 5000);
         endpoint = want;
       }
       const key = `w/k${Math.floor(Math.random() * this.options.keys)}`;
       const r = Math.random();
       try {
-        if (r < 0.45) await this.put(index, client, key);
-        else if (r < 0.8) lastSeen.set(key, await this.get(index, client, key));
-        else await this.cas(index, client, key, lastSeen.get(key));
+        if (r < 0.35) await this.put(index, client, key);
+        else if (r < 0.65) lastSeen.set(key, await this.get(index, client, key));
+        else if (r < 0.73) await this.delete(index, client, key);
+        else await this.cas(index, client, key, lastSeen.get(key), r < 0.87 ? "modRevision" : "value");
         this.okSinceMark++;
       } catch (err) {
         const message = (err as grpc.ServiceError).details ?? (err as Error).message;
@@ -147,20 +148,36 @@ export class Workload {
     }
   }
 
+  private async delete(clientId: number, client: EtcdClient, key: string): Promise<void> {
+    const pending = this.recorder.invoke(clientId, { kind: "delete", key });
+    try {
+      const res = await client.deleteRange(key);
+      pending.ok({ deleted: num(res.deleted), revision: num(res.header.revision) });
+      this.writesOkSinceMark++;
+    } catch (err) {
+      pending.unknown();
+      throw err;
+    }
+  }
+
+  /** A txn compare-and-set: on the mod revision last read, or on the value (absent: mod revision 0). */
   private async cas(
     clientId: number,
     client: EtcdClient,
     key: string,
     seen: { value: string | undefined; modRevision: number } | undefined,
+    on: "modRevision" | "value",
   ): Promise<void> {
     const value = `c${++this.counter}`;
     const modRevision = seen?.modRevision ?? 0;
-    const pending = this.recorder.invoke(clientId, { kind: "cas", key, expect: { modRevision }, value });
+    const byValue = on === "value" && seen?.value !== undefined;
+    const expect = byValue ? { value: seen?.value } : { modRevision };
+    const compare = byValue
+      ? { key: Buffer.from(key), target: 3 /* VALUE */, result: 0 /* EQUAL */, value: Buffer.from(seen?.value ?? "") }
+      : { key: Buffer.from(key), target: 2 /* MOD */, result: 0 /* EQUAL */, mod_revision: String(modRevision) };
+    const pending = this.recorder.invoke(clientId, { kind: "cas", key, expect, value });
     try {
-      const res = await client.txn(
-        [{ request_put: { key, value } }],
-        [{ key: Buffer.from(key), target: 2 /* MOD */, result: 0 /* EQUAL */, mod_revision: String(modRevision) }],
-      );
+      const res = await client.txn([{ request_put: { key, value } }], [compare]);
       const revision = num(res.header.revision);
       pending.ok({ succeeded: res.succeeded, revision });
       this.writesOkSinceMark++;
