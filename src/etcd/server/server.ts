@@ -873,8 +873,9 @@ export class EtcdServer {
   }
 
   newMemberId(peerUrls: string[]): bigint {
-    // etcd derives an added member's ID from its URLs and the time, so re-adding gets a new ID.
-    return memberIdFor(peerUrls, `${this.config.initialClusterToken}/${this.now()}`);
+    // As etcd's MemberAdd does: the URLs and the time in seconds (no cluster token), so that
+    // removing and re-adding a member gives it a new ID.
+    return memberIdFor(peerUrls, String(Math.floor(this.now() / 1000)));
   }
 
   // ---- the rest of the store ----
