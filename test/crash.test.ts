@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import { serviceOf } from "../src/etcd/proto.js";
 import { type RunningNode, sleep, startLab } from "./helpers/nodes.js";
+import { mulberry32 } from "./helpers/prng.js";
 
 /**
  * Durability under SIGKILL: concurrent writers, the member killed at a random moment, restarted on
@@ -31,18 +32,6 @@ function call<T>(client: KvClient, method: string, req: object): Promise<T> {
       err ? reject(err) : resolve(value),
     );
   });
-}
-
-// A small deterministic PRNG so a failing run can be replayed with LAB_CRASH_SEED.
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("crash safety", () => {

@@ -26,21 +26,10 @@ import { hexId } from "../src/etcd/server/ids.js";
 import { type Entry, type Message, MessageType, message } from "../src/raft/types.js";
 import type { Logger } from "../src/util/logger.js";
 import { freePort, sleep } from "./helpers/nodes.js";
+import { mulberry32 as prng } from "./helpers/prng.js";
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/** mulberry32: a small seeded PRNG so random cases replay. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(rand: () => number, n: number): Uint8Array {
   const b = new Uint8Array(n);

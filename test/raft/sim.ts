@@ -28,18 +28,7 @@ import {
   type Snapshot,
   StateType,
 } from "../../src/raft/index.js";
-
-/** mulberry32: a tiny, fast, well-distributed 32-bit PRNG; returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../helpers/prng.js";
 
 function mix(h: number, x: number): number {
   let v = (h ^ x) >>> 0;
