@@ -294,6 +294,32 @@ describe("linearizability: operations of unknown outcome", () => {
     expectNotLinearizable([...bounded, get(2, "x", [6, 7], "u", 12)]);
   });
 
+  it("remembers which mod revisions a failed swap ruled out for a timed-out put", () => {
+    // The later swap expecting mod revision 5 needs the timed-out put at revision 5; before the failed swap (header 6)
+    // it cannot be 5, since that swap expected 5 and failed; after it, it would be above 6.
+    const history = (expected: number) => [
+      put(1, "x", "a", [0, 1], 2),
+      timedOut(put(1, "x", "u", [2, 3], 0)),
+      cas(2, "x", { modRevision: 5 }, "c", [4, 5], false, 6),
+      cas(3, "x", { modRevision: expected }, "d", [8, 9], true, 7),
+    ];
+    expectNotLinearizable(history(5));
+    expectLinearizable(history(4));
+  });
+
+  it("does not multiply the search by which of many identical timed-out operations took effect", () => {
+    // Forty timed-out swaps flipping a→b and b→a, then a read of a value nobody wrote. Without treating identical
+    // operations as interchangeable, refuting this means trying a huge number of subsets (see the timeout test).
+    const ops: Operation[] = [put(0, "x", "a", [0, 1], 2)];
+    for (let i = 0; i < 20; i++) {
+      ops.push(timedOut(cas(`ab${i}`, "x", { value: "a" }, "b", [2, 3], true, 0)));
+      ops.push(timedOut(cas(`ba${i}`, "x", { value: "b" }, "a", [2, 3], true, 0)));
+    }
+    ops.push(get(0, "x", [10, 11], "c", 50));
+    expect(checkHistory(ops).result).toBe("not-linearizable");
+    expect(checkHistory([...ops.slice(0, -1), get(0, "x", [10, 11], "b", 50)]).result).toBe("linearizable");
+  });
+
   it("ignores reads of unknown outcome", () => {
     expectLinearizable([put(1, "x", "a", [0, 1], 2), timedOut(get(2, "x", [2, 3], "zzz", 9))]);
   });

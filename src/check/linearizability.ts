@@ -19,7 +19,8 @@
  *                                          d = 0: the key was absent, R ≥ floor, floor R (nothing is written).
  *   cas(expect, v) → { succeeded, revision R }
  *                                          expect is { value } (undefined: the key is absent) or { modRevision }.
- *                                          Succeeded: the condition held, R > floor, the key becomes v@R, floor R.
+ *                                          Succeeded: the condition held, R > floor (and R > e when expecting mod
+ *                                          revision e), the key becomes v@R, floor R.
  *                                          Failed: the condition did not hold, R ≥ floor, floor R.
  *
  * Revisions are global to the store, so one key's operations only see some of them; the floor is what can be checked
@@ -30,10 +31,10 @@
  * Outcomes. An operation recorded as "failed" definitely did not happen and is dropped, as are reads whose outcome is
  * unknown (they carry no information). Writes whose outcome is "unknown" (timeouts, lost connections) may take effect
  * at any instant after their invocation, or never: their response time is +∞. Their revision is not known, so after
- * one takes effect the key's mod revision is only known to lie in an interval (modLo, modHi], minus the revisions
- * failed swaps expected (modExcluded): above the floor at that
- * instant, and at most the header revision of any later failed compare-and-swap; a later get pins it to what it saw.
- * The floor still grows by one, as the write did take a new revision.
+ * one takes effect the key's mod revision is only known to lie in an interval (modLo, modHi]: above the floor at that
+ * instant, at most the header revision of a later failed compare-and-swap, and not any revision a failed swap on mod
+ * revision expected (modExcluded). A later get pins it to what it saw. The floor still grows by one, as the write did
+ * take a new revision.
  *
  * The search, with a worked example (Wing & Gong, with Lowe's memoization, as Porcupine does)
  * ==========================================================================================
@@ -48,8 +49,9 @@
  *   D  get x → b@3            [4, 7]
  *   E  get x → a@2            [8, 9]          (stale: C finished before E started)
  *
- *   1. Candidates before the first return (A.ret) are A and B. B would read absent, so A: a@2, floor 2. A's call and
- *      return are unlinked from the list and (A, the state before it) is pushed on a stack; scan again from the start.
+ *   1. Candidates before the first return (A.ret) are A and B, tried in list order. A: put a with 2 > 0 gives a@2,
+ *      floor 2. A's call and return are unlinked from the list and (A, the state before it) is pushed on a stack;
+ *      scan again from the start.
  *   2. B.call, C.call, D.call come before B.ret. B reads a@2: fits, place it. Then C: put b with 3 > 2: b@3. Then D.
  *   3. Only E is left. It reads a@2 but the key holds b@3: rejected, and the next event is E.ret, a return: E had to
  *      be placed by then, so this order is a dead end. Backtrack: pop D, relink its events, and try the events after
@@ -63,15 +65,28 @@
  * equal configurations really have equal futures, which is what makes the skip correct.
  *
  * Operations of unknown outcome have no return event, so they never force a backtrack: the search succeeds once all
- * operations of known outcome are placed (the rest can go last, where nobody sees them). Two rules keep them cheap:
- * one is not placed where it would change nothing, and right after one is placed the next operation must be one that
- * can observe it (a get, a delete with a known result, a compare-and-swap), since an unknown write directly followed by
- * a blind overwrite could as well have been placed last. That rule depends on the path, so "was the last placed
- * operation of unknown outcome" is part of the memo key; a configuration also counts as explored when one with the
- * same known operations and state but only a subset of the unknown ones was explored and failed.
+ * operations of known outcome are placed (the rest can go last, where nobody sees them).
  *
- * The search is exponential in the worst case; each key gets a time budget and reports "timeout" when it runs out.
- * Histories from etcd are cheap: revisions leave little freedom in the order of writes.
+ * Pruning, each rule sound because whatever it skips has an equivalent that is not skipped:
+ * - Floor limits. Floors only grow, so an operation that needs the floor at most L (a write with revision L + 1, an
+ *   operation that reports header revision L) can never be placed once the floor passes L. A segment tree keeps the
+ *   lowest limit among unplaced operations; a placement that passes it is a dead end at once, instead of when that
+ *   operation's return comes up much later. With header revisions recorded this leaves little freedom.
+ * - Operations of unknown outcome are tried after the known ones (so a search that never needs one never places one),
+ *   are kept in their own list (so scans for known candidates skip them), are not placed where they would change
+ *   nothing, and the operation right after one must be able to observe it (a get, a delete with a known result, a
+ *   compare-and-swap): an unknown write directly followed by a blind overwrite could as well have been placed last.
+ *   That rule depends on the path, so "was the last placed operation of unknown outcome" is part of the memo key.
+ * - Identical operations of unknown outcome are interchangeable, so they are placed in invocation order only.
+ *   Values that no get reads and no compare-and-swap expects are all the same value to the model ("unread"), which
+ *   makes most timed-out writes identical. Otherwise the choice of which timed-out write explains, say, a failed swap
+ *   would multiply the configurations to explore.
+ * - A configuration also counts as explored when one with the same known operations and state but only a subset of
+ *   the unknown ones was explored and failed: the extra ones could have been placed last.
+ *
+ * The search is still exponential in the worst case; each key gets a time budget and reports "timeout" when it runs
+ * out. Failing histories cost the most (every alternative must be refuted), and most of all with many operations of
+ * unknown outcome on one key.
  */
 
 import { performance } from "node:perf_hooks";
@@ -541,17 +556,25 @@ function validate(op: Operation, index: number): void {
 // ------------------------------------------------------------------------------------------------------------------
 // The search
 
-/** A call or return event in the doubly-linked list; the head is a sentinel with no operation. */
+/** A call or return event in a doubly-linked list; a list's head is a sentinel with no operation. */
 interface EventNode {
   readonly op: PreparedOperation | undefined;
   readonly isCall: boolean;
+  readonly time: number;
   /** A call's return event; operations of unknown outcome have none. */
   match: EventNode | undefined;
   prev: EventNode | undefined;
   next: EventNode | undefined;
 }
 
-function buildEventList(ops: readonly PreparedOperation[]): EventNode {
+interface EventLists {
+  /** Calls and returns of the operations of known outcome, by time. */
+  readonly known: EventNode;
+  /** Calls of the operations of unknown outcome, by time: kept apart so that scans for known candidates skip them. */
+  readonly unknown: EventNode;
+}
+
+function buildEventLists(ops: readonly PreparedOperation[]): EventLists {
   const events: Array<{ time: number; isCall: boolean; op: PreparedOperation }> = [];
   for (const op of ops) {
     events.push({ time: op.operation.invokedAt, isCall: true, op });
@@ -559,17 +582,26 @@ function buildEventList(ops: readonly PreparedOperation[]): EventNode {
   }
   // Calls before returns at equal times: operations that touch count as concurrent (the clock cannot order them).
   events.sort((x, y) => x.time - y.time || Number(y.isCall) - Number(x.isCall) || x.op.bit - y.op.bit);
-  const head: EventNode = { op: undefined, isCall: false, match: undefined, prev: undefined, next: undefined };
+  const sentinel = (): EventNode => ({
+    op: undefined,
+    isCall: false,
+    time: Number.NEGATIVE_INFINITY,
+    match: undefined,
+    prev: undefined,
+    next: undefined,
+  });
+  const lists = { known: sentinel(), unknown: sentinel() };
+  const tails = { known: lists.known, unknown: lists.unknown };
   const calls = new Map<number, EventNode>();
-  let last = head;
-  for (const e of events) {
-    const node: EventNode = { op: e.op, isCall: e.isCall, match: undefined, prev: last, next: undefined };
-    last.next = node;
-    last = node;
-    if (e.isCall) calls.set(e.op.bit, node);
-    else calls.get(e.op.bit)!.match = node;
+  for (const { time, isCall, op } of events) {
+    const list = op.outcomeUnknown ? "unknown" : "known";
+    const node: EventNode = { op, isCall, time, match: undefined, prev: tails[list], next: undefined };
+    tails[list].next = node;
+    tails[list] = node;
+    if (isCall) calls.set(op.bit, node);
+    else calls.get(op.bit)!.match = node;
   }
-  return head;
+  return lists;
 }
 
 function unlink(node: EventNode): void {
@@ -713,7 +745,8 @@ interface Frame {
   readonly stateBefore: KeyState;
   readonly hashBefore: number;
   readonly afterUnknownBefore: boolean;
-  readonly unknownPass: boolean;
+  /** The first return when an operation of unknown outcome was placed (the bound of the pass to resume). */
+  readonly frontier: EventNode | undefined;
 }
 
 interface DeadEnd {
@@ -732,7 +765,7 @@ type SearchResult =
 function searchPartition(partition: Partition, deadline: number): SearchResult {
   const ops = partition.operations;
   const names = partition.names;
-  const head = buildEventList(ops);
+  const lists = buildEventLists(ops);
   const words = Math.max(1, Math.ceil(ops.length / 32));
   const placed = new Uint32Array(words);
   const knownMask = new Uint32Array(words);
@@ -752,28 +785,30 @@ function searchPartition(partition: Partition, deadline: number): SearchResult {
   let hash = 0;
   let afterUnknown = false;
   let placedKnown = 0;
-  // Each scan of the candidates makes two passes: known outcomes first, so that a search that never needs an
-  // unknown write never places one, then unknown outcomes.
+  // Each scan of the candidates makes two passes: known outcomes first (up to the first return, the frontier), so
+  // that a search that never needs an unknown write never places one; then unknown outcomes invoked by then.
   let unknownPass = false;
+  let frontier: EventNode | undefined;
   let deadEnd: DeadEnd | undefined;
-  let node = head.next;
+  let node = lists.known.next;
   let iterations = 0;
 
   while (placedKnown < knownCount) {
     if ((++iterations & 0x3ff) === 0 && performance.now() > deadline) return { kind: "timeout" };
-    // Known operations remain, so a return event lies ahead: the scan always stops at one.
-    if (node === undefined) throw new Error("linearizability: internal error, scanned past the last event");
-    const op = node.op!;
 
-    if (!node.isCall) {
-      // The first return: every candidate of this pass was tried.
-      if (!unknownPass) {
+    if (!unknownPass) {
+      // Known operations remain, so a return event lies ahead: this pass always stops at one.
+      if (node === undefined) throw new Error("linearizability: internal error, scanned past the last event");
+      if (!node.isCall) {
+        frontier = node;
         unknownPass = true;
-        node = head.next;
+        node = lists.unknown.next;
         continue;
       }
+    } else if (node === undefined || node.time > frontier!.time) {
+      // Every candidate was tried: the frontier's operation cannot be placed in time after this prefix.
       if (deadEnd === undefined || stack.length > deadEnd.prefix.length) {
-        deadEnd = snapshotDeadEnd(head, node, stack, state, afterUnknown);
+        deadEnd = snapshotDeadEnd(lists, frontier!, stack, state, afterUnknown);
       }
       const frame = stack.pop();
       if (frame === undefined) return { kind: "not-linearizable", deadEnd };
@@ -781,7 +816,8 @@ function searchPartition(partition: Partition, deadline: number): SearchResult {
       state = frame.stateBefore;
       hash = frame.hashBefore;
       afterUnknown = frame.afterUnknownBefore;
-      unknownPass = frame.unknownPass;
+      unknownPass = frame.op.outcomeUnknown;
+      frontier = frame.frontier;
       if (!frame.op.outcomeUnknown) placedKnown--;
       limits.unplaced(frame.op.bit);
       unlift(frame.node);
@@ -789,9 +825,12 @@ function searchPartition(partition: Partition, deadline: number): SearchResult {
       continue;
     }
 
-    const inThisPass = op.outcomeUnknown === unknownPass;
+    const op = node.op!;
     const twinWaiting = op.twinBefore >= 0 && !hasBit(placed, op.twinBefore);
-    if (inThisPass && !twinWaiting && !(afterUnknown && op.blindWrite)) {
+    // Placing an operation with a limit raises the floor to at least that limit (+1 for a write), which strands any
+    // unplaced operation with a lower one: of those with limits, only the ones with the lowest can come next.
+    const strandsLowest = op.floorLimit !== Number.POSITIVE_INFINITY && op.floorLimit > limits.lowest();
+    if (!twinWaiting && !strandsLowest && !(afterUnknown && op.blindWrite)) {
       const next = step(state, op.action, names);
       // An unknown operation that would change nothing here is as well placed last.
       if (next !== undefined && !(op.outcomeUnknown && sameState(next, state))) {
@@ -803,13 +842,13 @@ function searchPartition(partition: Partition, deadline: number): SearchResult {
         const strandsAnother = limits.lowest() < next.floor;
         if (!strandsAnother && !explored.covers(memoKey, placed, next, op.outcomeUnknown)) {
           explored.add(memoKey, placed, next, op.outcomeUnknown);
-          stack.push({ node, op, stateBefore: state, hashBefore: hash, afterUnknownBefore: afterUnknown, unknownPass });
+          stack.push({ node, op, stateBefore: state, hashBefore: hash, afterUnknownBefore: afterUnknown, frontier });
           state = next;
           hash = nextHash;
           afterUnknown = op.outcomeUnknown;
           if (!op.outcomeUnknown) placedKnown++;
           lift(node);
-          node = head.next;
+          node = lists.known.next;
           unknownPass = false;
           continue;
         }
@@ -823,16 +862,17 @@ function searchPartition(partition: Partition, deadline: number): SearchResult {
 }
 
 function snapshotDeadEnd(
-  head: EventNode,
-  overdue: EventNode,
+  lists: EventLists,
+  frontier: EventNode,
   stack: readonly Frame[],
   state: KeyState,
   afterUnknown: boolean,
 ): DeadEnd {
   const candidates: PreparedOperation[] = [];
-  for (let n = head.next; n !== undefined && n !== overdue; n = n.next) if (n.isCall) candidates.push(n.op!);
+  for (let n = lists.known.next; n !== undefined && n !== frontier; n = n.next) candidates.push(n.op!);
+  for (let n = lists.unknown.next; n !== undefined && n.time <= frontier.time; n = n.next) candidates.push(n.op!);
   const prefix = stack.map((frame, i) => ({ op: frame.op, stateAfter: stack[i + 1]?.stateBefore ?? state }));
-  return { prefix, state, afterUnknown, candidates, overdue: overdue.op! };
+  return { prefix, state, afterUnknown, candidates, overdue: frontier.op! };
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -980,6 +1020,7 @@ function describeObservation(o: RevisionObservation, origin: number, time: "invo
 // Descriptions
 
 const MAX_PREFIX_LINES = 20;
+const MAX_UNKNOWN_LINES = 10;
 
 function formatTime(t: number): string {
   return `${t.toFixed(3)}ms`;
@@ -1087,8 +1128,15 @@ function describeFailure(partition: Partition, deadEnd: DeadEnd, origin: number)
     lines.push(`  ${line(op)}`, `      then ${describeState(stateAfter, names)}`);
   }
   lines.push("None of the operations that could come next can be placed:");
-  for (const op of deadEnd.candidates) {
+  const pendingUnknown = deadEnd.candidates.filter((op) => op.outcomeUnknown);
+  for (const op of [
+    ...deadEnd.candidates.filter((c) => !c.outcomeUnknown),
+    ...pendingUnknown.slice(0, MAX_UNKNOWN_LINES),
+  ]) {
     lines.push(`  ${line(op)}`, `      ${whyNotPlaced(op, deadEnd, partition)}`);
+  }
+  if (pendingUnknown.length > MAX_UNKNOWN_LINES) {
+    lines.push(`  ... and ${pendingUnknown.length - MAX_UNKNOWN_LINES} more operations of unknown outcome`);
   }
   const overdue = deadEnd.overdue;
   lines.push(
