@@ -5,21 +5,34 @@
  *
  *   npm run bench                       # all phases, 5 s each
  *   LAB_BENCH_SECONDS=10 npm run bench  # longer phases
+ *   npm run bench:cluster               # three-member clusters and failover: bench/cluster.ts
  *
  * Not a test: nothing here asserts a speed. The README records the ratios.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
-import * as os from "node:os";
 import * as path from "node:path";
 import { Etcd3 } from "etcd3";
+import {
+  CONNECTIONS,
+  type DriveResult,
+  describeErrors,
+  drive as driveAll,
+  fmt,
+  freePort,
+  LAB_CLI,
+  PER_CONNECTION,
+  REAL_ETCD,
+  ratio,
+  removeDir,
+  SECONDS,
+  sleep,
+  stopChild,
+  tempDir,
+  track,
+} from "./common.js";
 
-const SECONDS = Number(process.env.LAB_BENCH_SECONDS ?? 5);
-const CONNECTIONS = 8;
-const PER_CONNECTION = 16;
 const KEYS_FOR_MEMORY = Number(process.env.LAB_BENCH_KEYS ?? 100_000);
-const LAB_CLI = path.resolve(import.meta.dirname, "../src/cli/main.js");
 
 interface Server {
   readonly name: string;
@@ -41,19 +54,8 @@ interface Figures {
   rssMiB100k: number;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 async function startServer(kind: "lab" | "etcd"): Promise<Server> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `lab-bench-${kind}-`));
+  const dir = tempDir(`lab-bench-${kind}`);
   const client = await freePort();
   const peer = await freePort();
   const args = [
@@ -72,10 +74,11 @@ async function startServer(kind: "lab" | "etcd"): Promise<Server> {
     "--initial-cluster",
     `bench=http://127.0.0.1:${peer}`,
   ];
-  const child =
+  const child = track(
     kind === "lab"
       ? spawn(process.execPath, [LAB_CLI, "etcd", ...args], { stdio: "ignore" })
-      : spawn("/usr/bin/etcd", args, { stdio: "ignore" });
+      : spawn(REAL_ETCD, args, { stdio: "ignore" }),
+  );
   const endpoint = `127.0.0.1:${client}`;
   const probe = new Etcd3({ hosts: endpoint });
   const deadline = Date.now() + 20_000;
@@ -85,7 +88,7 @@ async function startServer(kind: "lab" | "etcd"): Promise<Server> {
       break;
     } catch (err) {
       if (Date.now() > deadline) throw new Error(`${kind} did not start: ${(err as Error).message}`);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
   probe.close();
@@ -94,47 +97,22 @@ async function startServer(kind: "lab" | "etcd"): Promise<Server> {
     endpoint,
     process: child,
     async stop() {
-      child.kill("SIGTERM");
-      await new Promise((r) => child.once("exit", r));
-      fs.rmSync(dir, { recursive: true, force: true });
+      await stopChild(child);
+      removeDir(dir);
     },
   };
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-/** Runs `op` from `clients` concurrent loops over `connections` clients for SECONDS. */
+/** The single-member phases expect no failures: the first one aborts the run, as it always did. */
 async function drive(
   endpoint: string,
   connections: number,
   perConnection: number,
   op: (client: Etcd3, loop: number, i: number) => Promise<unknown>,
-): Promise<{ perSec: number; p50: number; p99: number }> {
-  const clients = Array.from({ length: connections }, () => new Etcd3({ hosts: endpoint }));
-  // Warm up the connections first so connection setup is not measured.
-  await Promise.all(clients.map((c) => c.get("warmup").string()));
-  const latencies: number[] = [];
-  const start = performance.now();
-  const end = start + SECONDS * 1000;
-  await Promise.all(
-    clients.flatMap((client, c) =>
-      Array.from({ length: perConnection }, async (_, l) => {
-        const loop = c * perConnection + l;
-        for (let i = 0; performance.now() < end; i++) {
-          const t0 = performance.now();
-          await op(client, loop, i);
-          latencies.push(performance.now() - t0);
-        }
-      }),
-    ),
-  );
-  const elapsed = (performance.now() - start) / 1000;
-  for (const c of clients) c.close();
-  latencies.sort((a, b) => a - b);
-  return { perSec: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+): Promise<DriveResult> {
+  const result = await driveAll(endpoint, connections, perConnection, op);
+  if (result.errors > 0) throw new Error(`${result.errors} operations failed: ${describeErrors(result.errorMessages)}`);
+  return result;
 }
 
 async function watchEventsPerSec(endpoint: string): Promise<number> {
@@ -157,7 +135,7 @@ async function watchEventsPerSec(endpoint: string): Promise<number> {
       .exec();
   });
   const deadline = performance.now() + 30_000;
-  while (received < sent && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while (received < sent && performance.now() < deadline) await sleep(20);
   await watcher.cancel();
   watcherClient.close();
   if (received < sent) throw new Error(`watch lost events: ${received} of ${sent}`);
@@ -176,7 +154,7 @@ async function rssAfterKeys(server: Server): Promise<number> {
     ),
   );
   for (const c of clients) c.close();
-  await new Promise((r) => setTimeout(r, 1000));
+  await sleep(1000);
   const status = fs.readFileSync(`/proc/${server.process.pid}/status`, "utf8");
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
   return kb / 1024;
@@ -239,9 +217,8 @@ const ROWS: [keyof Figures, string, string][] = [
 
 const ours = await measure("lab");
 const etcd = await measure("etcd");
-const fmt = (n: number): string => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
 console.log(`| figure (${SECONDS} s per phase) | lab | etcd 3.4.23 | lab/etcd |`);
 console.log("|---|---|---|---|");
 for (const [key, label] of ROWS) {
-  console.log(`| ${label} | ${fmt(ours[key])} | ${fmt(etcd[key])} | ${(ours[key] / etcd[key]).toFixed(2)}× |`);
+  console.log(`| ${label} | ${fmt(ours[key])} | ${fmt(etcd[key])} | ${ratio(ours[key], etcd[key])} |`);
 }

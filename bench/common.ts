@@ -1,0 +1,211 @@
+/**
+ * Shared by the benchmarks (bench/store.ts: one member; bench/cluster.ts: three members): free
+ * loopback ports, temporary directories and child processes that are always cleaned up (also on
+ * an error, SIGINT or SIGTERM), the load generator and the table printer.
+ */
+import type { ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { Etcd3, type IOptions } from "etcd3";
+
+export const SECONDS = Number(process.env.LAB_BENCH_SECONDS ?? 5);
+export const CONNECTIONS = 8;
+export const PER_CONNECTION = 16;
+export const LAB_CLI = path.resolve(import.meta.dirname, "../src/cli/main.js");
+export const REAL_ETCD = "/usr/bin/etcd";
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen({ host: "127.0.0.1", port: 0 }, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// ---- cleanup: every child process and temporary directory this run created ----
+
+const children = new Set<ChildProcess>();
+const dirs = new Set<string>();
+
+const alive = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null;
+
+/** Registers a child process we spawned so that it is killed (by its PID) whatever happens. */
+export function track<T extends ChildProcess>(child: T): T {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+
+/** A fresh directory in os.tmpdir(), removed at the end whatever happens. */
+export function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+  dirs.add(dir);
+  return dir;
+}
+
+export function removeDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+  dirs.delete(dir);
+}
+
+/** SIGTERM (SIGKILL after `graceMs`) and wait for the exit. */
+export async function stopChild(
+  child: ChildProcess,
+  signal: NodeJS.Signals = "SIGTERM",
+  graceMs = 10_000,
+): Promise<void> {
+  if (!alive(child)) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill(signal);
+  const timer = setTimeout(() => {
+    if (alive(child)) child.kill("SIGKILL");
+  }, graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Last resort (process exit, signal): SIGKILL what is still running, remove what is left. */
+function cleanupSync(): void {
+  for (const child of children) if (alive(child)) child.kill("SIGKILL");
+  children.clear();
+  for (const dir of dirs) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+    } catch {
+      // nothing more to do at exit
+    }
+  }
+  dirs.clear();
+}
+
+process.on("exit", cleanupSync);
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+  ["SIGHUP", 129],
+] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\n${signal}: killing ${children.size} server process(es), removing ${dirs.size} dir(s)\n`);
+    cleanupSync();
+    process.exit(code);
+  });
+}
+
+// ---- the load generator ----
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+export interface DriveResult {
+  perSec: number;
+  p50: number;
+  p99: number;
+  /** Operations that failed (after the client's own retries); not counted in perSec or latencies. */
+  errors: number;
+  /** Error message → count. */
+  errorMessages: Map<string, number>;
+}
+
+/**
+ * Runs `op` from `connections × perConnection` concurrent loops for SECONDS, each connection an
+ * `etcd3` client given `hosts`. Failed operations are counted, not thrown.
+ */
+export async function drive(
+  hosts: string | string[],
+  connections: number,
+  perConnection: number,
+  op: (client: Etcd3, loop: number, i: number) => Promise<unknown>,
+): Promise<DriveResult> {
+  const clients = Array.from({ length: connections }, () => new Etcd3({ hosts }));
+  try {
+    // Warm up the connections first so connection setup is not measured (a client given several
+    // hosts picks one at random for each call: enough calls to reach all of them).
+    const warmups = Array.isArray(hosts) ? hosts.length * 4 : 1;
+    await Promise.all(
+      clients.map(async (c) => {
+        for (let i = 0; i < warmups; i++) await c.get("warmup").string();
+      }),
+    );
+    const latencies: number[] = [];
+    const errorMessages = new Map<string, number>();
+    let errors = 0;
+    const start = performance.now();
+    const end = start + SECONDS * 1000;
+    await Promise.all(
+      clients.flatMap((client, c) =>
+        Array.from({ length: perConnection }, async (_, l) => {
+          const loop = c * perConnection + l;
+          for (let i = 0; performance.now() < end; i++) {
+            const t0 = performance.now();
+            try {
+              await op(client, loop, i);
+              latencies.push(performance.now() - t0);
+            } catch (err) {
+              errors++;
+              countError(errorMessages, err);
+              await sleep(10); // do not spin on a failing server
+            }
+          }
+        }),
+      ),
+    );
+    const elapsed = (performance.now() - start) / 1000;
+    latencies.sort((a, b) => a - b);
+    return {
+      perSec: latencies.length / elapsed,
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      errors,
+      errorMessages,
+    };
+  } finally {
+    for (const c of clients) c.close();
+  }
+}
+
+/** Counts an error by its message, without the timings grpc-js appends to a deadline error. */
+export function countError(counts: Map<string, number>, err: unknown): void {
+  const msg = (err as Error).message.replace(/(Deadline exceeded) after .*$/, "$1");
+  counts.set(msg, (counts.get(msg) ?? 0) + 1);
+}
+
+export function describeErrors(messages: ReadonlyMap<string, number>): string {
+  return [...messages].map(([m, n]) => `${n}× ${m}`).join("; ");
+}
+
+type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
+
+/**
+ * A fault-handling policy that just makes the call: no retry, no circuit breaker (the `etcd3`
+ * default opens a host's circuit for 5 s after three failures, which would hide a recovered
+ * member from a client that measures recovery).
+ */
+export const passThrough = {
+  execute: async (fn: (context: { signal: AbortSignal }) => unknown) => fn({ signal: new AbortController().signal }),
+} as unknown as Policy;
+
+// ---- output ----
+
+export const fmt = (n: number): string =>
+  Number.isNaN(n) ? "–" : n >= 100 || Number.isInteger(n) ? n.toFixed(0) : n.toFixed(2);
+
+export function ratio(ours: number, theirs: number): string {
+  const r = ours / theirs;
+  return Number.isFinite(r) ? `${r.toFixed(2)}×` : "–";
+}
