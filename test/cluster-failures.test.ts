@@ -334,6 +334,18 @@ describe("membership changes", () => {
     expect(asLearner.stdout).toMatch(/, m4, .*, true/);
     const status = await etcdctl(learner.endpoint, ["endpoint", "status", "-w", "table"]);
     expect(status.stdout).toMatch(/\|\s+false\s+\|\s+true\s+\|/); // not leader, learner
+    // A learner serves serializable reads and status only, as in etcd.
+    const refused = await etcdctl(learner.endpoint, ["put", "via-learner", "x"]);
+    expect(refused.stderr).toContain("etcdserver: rpc not supported for learner");
+    await etcdctl(c.endpoints, ["put", "seen-by-learner", "y"]);
+    let seen = "";
+    for (let i = 0; i < 50 && seen !== "y"; i++) {
+      seen = (
+        await etcdctl(learner.endpoint, ["get", "seen-by-learner", "--consistency=s", "--print-value-only"])
+      ).stdout.trim();
+      if (seen !== "y") await sleep(100);
+    }
+    expect(seen).toBe("y");
     let promoted = await etcdctl(c.endpoints, ["member", "promote", id]);
     for (let i = 0; i < 50 && promoted.code !== 0; i++) {
       await sleep(200);

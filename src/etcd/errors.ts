@@ -31,6 +31,7 @@ export type EtcdErrorKind =
   | "LearnerNotReady"
   | "TooManyLearners"
   | "MemberNotEnoughStarted"
+  | "NotSupportedForLearner"
   | "NotLeader"
   | "BadLeaderTransferee"
   | "Corrupt"
@@ -67,6 +68,7 @@ const MESSAGES: Record<Exclude<EtcdErrorKind, "StorageFailed" | "Unimplemented" 
   LearnerNotReady: "can only promote a learner member which is in sync with leader",
   TooManyLearners: "too many learner members in cluster",
   MemberNotEnoughStarted: "re-configuration failed due to not enough started members",
+  NotSupportedForLearner: "rpc not supported for learner",
   NotLeader: "not leader",
   BadLeaderTransferee: "bad leader transferee",
   Corrupt: "corrupt cluster",

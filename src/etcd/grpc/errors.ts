@@ -34,6 +34,7 @@ const CODES: Record<EtcdErrorKind, grpc.status> = {
   LearnerNotReady: grpc.status.FAILED_PRECONDITION,
   TooManyLearners: grpc.status.FAILED_PRECONDITION,
   MemberNotEnoughStarted: grpc.status.FAILED_PRECONDITION,
+  NotSupportedForLearner: grpc.status.UNAVAILABLE,
   NotLeader: grpc.status.FAILED_PRECONDITION,
   BadLeaderTransferee: grpc.status.FAILED_PRECONDITION,
   Corrupt: grpc.status.DATA_LOSS,

@@ -35,6 +35,7 @@ export function header(server: EtcdServer, revision: number): ResponseHeader {
 
 export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
   const write = async (body: Omit<InternalRequest, "id">, cost: number): Promise<object> => {
+    refuseOnLearner(server);
     if (!server.checkQuota(body, cost)) throw new EtcdError("NoSpace");
     const result = await server.propose(body);
     return withHeader(server, result.response, result.revision);
@@ -45,7 +46,10 @@ export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedSer
       if (r.key.length === 0) throw new EtcdError("EmptyKey");
       metrics.rangeTotal++;
       // Linearizable unless asked otherwise: confirm the leader's commit index first (ReadIndex).
-      if (!r.serializable) await server.linearizableRead();
+      if (!r.serializable) {
+        refuseOnLearner(server);
+        await server.linearizableRead();
+      }
       const resp = server.range(r);
       return withHeader(server, resp, int(resp.header?.revision));
     }),
@@ -68,16 +72,25 @@ export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedSer
       if (isReadOnly(t)) {
         // Read-only transactions are served from the applied state without a log entry, as etcd
         // does; linearizable unless every range in them is serializable.
-        if (!isSerializable(t)) await server.linearizableRead();
+        if (!isSerializable(t)) {
+          refuseOnLearner(server);
+          await server.linearizableRead();
+        }
         return withHeader(server, server.readOnlyTxn(t), server.mvcc.currentRevision);
       }
       return write({ txn: t }, txnCost(t));
     }),
     Compact: unary<CompactionRequest>(metrics, "Compact", async (c) => {
+      refuseOnLearner(server);
       const result = await server.propose({ compaction: c });
       return withHeader(server, result.response, result.revision);
     }),
   };
+}
+
+/** A learner serves only serializable reads and status, as in etcd. */
+export function refuseOnLearner(server: EtcdServer): void {
+  if (server.isLearner) throw new EtcdError("NotSupportedForLearner");
 }
 
 export function withHeader(server: EtcdServer, response: object, revision: number): object {

@@ -4,7 +4,7 @@ import { MAX_LEASE_TTL } from "../server/lessor.js";
 import type { EtcdServer } from "../server/server.js";
 import { bigint, int, type LeaseGrantRequest, type LeaseRevokeRequest } from "../wire.js";
 import { serviceError } from "./errors.js";
-import { header, withHeader } from "./kv.js";
+import { header, refuseOnLearner, withHeader } from "./kv.js";
 import type { Metrics } from "./metrics.js";
 import { unary } from "./unary.js";
 
@@ -12,6 +12,7 @@ import { unary } from "./unary.js";
 export function leaseService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
   return {
     LeaseGrant: unary<LeaseGrantRequest>(metrics, "LeaseGrant", async (r) => {
+      refuseOnLearner(server);
       if (int(r.TTL) > MAX_LEASE_TTL) throw new EtcdError("LeaseTTLTooLarge");
       let id = bigint(r.ID);
       if (id === 0n) {
@@ -25,10 +26,12 @@ export function leaseService(server: EtcdServer, metrics: Metrics): grpc.Untyped
       return withHeader(server, result.response, result.revision);
     }),
     LeaseRevoke: unary<LeaseRevokeRequest>(metrics, "LeaseRevoke", async (r) => {
+      refuseOnLearner(server);
       const result = await server.propose({ lease_revoke: { ID: r.ID } });
       return withHeader(server, result.response, result.revision);
     }),
     LeaseTimeToLive: unary<{ ID: string; keys: boolean }>(metrics, "LeaseTimeToLive", async (r) => {
+      refuseOnLearner(server);
       // Remaining TTLs are the leader's to know: a follower asks it.
       const t = await server.leaseTimeToLive(bigint(r.ID));
       const hdr = header(server, server.mvcc.currentRevision);
@@ -42,16 +45,23 @@ export function leaseService(server: EtcdServer, metrics: Metrics): grpc.Untyped
         keys: r.keys ? t.keys.map((k) => Buffer.from(k, "latin1")) : [],
       };
     }),
-    LeaseLeases: unary<object>(metrics, "LeaseLeases", () => ({
-      header: header(server, server.mvcc.currentRevision),
-      // Soonest expiry first, as etcd's lessor lists them.
-      leases: server.lessor
-        .list()
-        .sort((a, b) => (a.expiry < b.expiry ? -1 : a.expiry > b.expiry ? 1 : 0))
-        .map((l) => ({ ID: l.id.toString() })),
-    })),
+    LeaseLeases: unary<object>(metrics, "LeaseLeases", () => {
+      refuseOnLearner(server);
+      return {
+        header: header(server, server.mvcc.currentRevision),
+        // Soonest expiry first, as etcd's lessor lists them.
+        leases: server.lessor
+          .list()
+          .sort((a, b) => (a.expiry < b.expiry ? -1 : a.expiry > b.expiry ? 1 : 0))
+          .map((l) => ({ ID: l.id.toString() })),
+      };
+    }),
     LeaseKeepAlive: (call: grpc.ServerDuplexStream<{ ID: string }, object>) => {
       metrics.countRequest("LeaseKeepAlive");
+      if (server.isLearner) {
+        call.destroy(serviceError(new EtcdError("NotSupportedForLearner")));
+        return;
+      }
       // Keep-alives are answered in order, each once the leader renewed the lease.
       let chain = Promise.resolve();
       call.on("data", (r: { ID: string }) => {

@@ -1,10 +1,12 @@
 import type * as grpc from "@grpc/grpc-js";
+import { EtcdError } from "../errors.js";
 import type { KeyValue, MvccEvent } from "../mvcc/store.js";
 import { keySpan } from "../mvcc/store.js";
 import { kvToWire } from "../server/applier.js";
 import type { EtcdServer } from "../server/server.js";
 import type { Watcher, WatchSink } from "../server/watch-hub.js";
 import { FilterType, int, type KeyValueMsg, type ResponseHeader } from "../wire.js";
+import { serviceError } from "./errors.js";
 import { header } from "./kv.js";
 import type { Metrics } from "./metrics.js";
 
@@ -59,6 +61,10 @@ export function watchService(server: EtcdServer, metrics: Metrics): grpc.Untyped
   return {
     Watch: (call: grpc.ServerDuplexStream<WatchRequest, object>) => {
       metrics.countRequest("Watch");
+      if (server.isLearner) {
+        call.destroy(serviceError(new EtcdError("NotSupportedForLearner")));
+        return;
+      }
       new WatchStream(server, call).start();
     },
   };

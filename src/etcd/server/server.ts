@@ -458,15 +458,25 @@ export class EtcdServer {
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState) this.onSoftState(rd.softState.lead, rd.softState.raftState);
     for (const rs of rd.readStates) this.onReadState(Buffer.from(rs.requestCtx).toString("latin1"), rs.index);
+    // A leader may send before its own write is durable (Raft thesis 10.2.1): its messages promise
+    // nothing about its disk, and a commit index that counts its own unsynced copy only leaves in
+    // a later Ready, after this one is persisted. Everyone else persists first (acks and votes
+    // must be durable).
+    const sendFirst = this.role === StateType.Leader;
+    if (sendFirst && rd.messages.length > 0) this.peers?.send(rd.messages);
     // 1. Persist (a snapshot from the leader first: it replaces the log and the state).
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     if (rd.entries.length > 0 || rd.hardState) {
-      await this.wal.append(rd.entries.map(toWalEntry), rd.hardState ? toWalHardState(rd.hardState) : undefined);
+      await this.wal.append(rd.entries.map(toWalEntry), rd.hardState ? toWalHardState(rd.hardState) : undefined, {
+        // Only new entries, a new term or a vote must reach the disk before anything else
+        // happens; a commit index alone need not (it is recomputed after a crash).
+        sync: rd.mustSync,
+      });
     }
     if (rd.hardState) this.raftStorage.setHardState(rd.hardState);
     if (rd.entries.length > 0) this.raftStorage.append(rd.entries);
     // 2. Send, now that what the messages promise is durable.
-    if (rd.messages.length > 0) this.peers?.send(rd.messages);
+    if (!sendFirst && rd.messages.length > 0) this.peers?.send(rd.messages);
     // 3. Apply.
     for (const e of rd.committedEntries) this.applyEntry(e);
     if (rd.committedEntries.length > 0) {

@@ -188,16 +188,33 @@ export class Wal {
 
   /**
    * Appends entries (and optionally a hard state) and resolves once they are durable. Calls made
-   * while an fsync is in flight share the next fsync. Rejects with WalFailedError after any I/O
+   * while an fsync is in flight share the next fsync. With `sync: false` it resolves once the
+   * records are written, without waiting for the disk. Rejects with WalFailedError after any I/O
    * failure, and from then on.
    */
-  append(entries: readonly WalEntry[], hardState?: HardState): Promise<void> {
+  append(entries: readonly WalEntry[], hardState?: HardState, options: { sync?: boolean } = {}): Promise<void> {
     const buffers: Buffer[] = [];
     for (const e of entries) {
       buffers.push(encodeEntry(e));
       this.lastIndex = e.index;
     }
     if (hardState) buffers.push(encodeHardState(hardState));
+    if (options.sync === false && this.pending.length === 0 && !this.failed && !this.closed) {
+      // Nothing queued ahead of it, so writing now keeps the records in order. Not waiting for
+      // the disk is what the caller asked for (e.g. a commit index, which Raft can recompute).
+      try {
+        writeAll(
+          this.fd,
+          buffers,
+          buffers.reduce((n, b) => n + b.length, 0),
+        );
+        this.size += buffers.reduce((n, b) => n + b.length, 0);
+      } catch (err) {
+        this.failed = new WalFailedError(err);
+        return Promise.reject(this.failed);
+      }
+      return Promise.resolve();
+    }
     return this.enqueue(buffers);
   }
 
