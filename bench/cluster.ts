@@ -20,6 +20,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Etcd3, type ICallable, type IHashKVResponse, type IStatusResponse } from "etcd3";
+import { initialClusterOf, memberArgs } from "../src/etcd/member-args.js";
 import {
   CONNECTIONS,
   countError,
@@ -108,29 +109,12 @@ class Cluster {
   }
 
   private spawn(m: Member): void {
-    const client = `http://127.0.0.1:${m.clientPort}`;
-    const peer = `http://127.0.0.1:${m.peerPort}`;
-    const args = [
-      "--name",
-      m.name,
-      "--data-dir",
-      m.dataDir,
-      "--listen-client-urls",
-      client,
-      "--advertise-client-urls",
-      client,
-      "--listen-peer-urls",
-      peer,
-      "--initial-advertise-peer-urls",
-      peer,
-      "--initial-cluster",
-      this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peerPort}`).join(","),
-      // Ignored by both once the data directory exists (a restart), as in test/helpers/cluster.ts.
-      "--initial-cluster-state",
-      "new",
-      "--initial-cluster-token",
-      this.token,
-    ];
+    // Ignored by both once the data directory exists (a restart), as in test/helpers/cluster.ts.
+    const args = memberArgs(m, {
+      initialCluster: initialClusterOf(this.members),
+      initialClusterState: "new",
+      initialClusterToken: this.token,
+    });
     const env = { ...process.env };
     for (const k of Object.keys(env)) if (k.startsWith("ETCD_")) delete env[k];
     const stdio: ["ignore", "pipe", "pipe"] = ["ignore", "pipe", "pipe"];

@@ -13,6 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Etcd3 } from "etcd3";
+import { memberArgs } from "../src/etcd/member-args.js";
 import {
   CONNECTIONS,
   type DriveResult,
@@ -58,22 +59,7 @@ async function startServer(kind: "lab" | "etcd"): Promise<Server> {
   const dir = tempDir(`lab-bench-${kind}`);
   const client = await freePort();
   const peer = await freePort();
-  const args = [
-    "--name",
-    "bench",
-    "--data-dir",
-    path.join(dir, "data"),
-    "--listen-client-urls",
-    `http://127.0.0.1:${client}`,
-    "--advertise-client-urls",
-    `http://127.0.0.1:${client}`,
-    "--listen-peer-urls",
-    `http://127.0.0.1:${peer}`,
-    "--initial-advertise-peer-urls",
-    `http://127.0.0.1:${peer}`,
-    "--initial-cluster",
-    `bench=http://127.0.0.1:${peer}`,
-  ];
+  const args = memberArgs({ name: "bench", dataDir: path.join(dir, "data"), clientPort: client, peerPort: peer });
   const child = track(
     kind === "lab"
       ? spawn(process.execPath, [LAB_CLI, "etcd", ...args], { stdio: "ignore" })

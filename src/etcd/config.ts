@@ -69,6 +69,8 @@ export interface EtcdConfig {
   peerTrustedCaFile?: string;
   peerClientCertAuth: boolean;
   experimentalInitialCorruptCheck: boolean;
+  /** Raft log entries kept behind a snapshot for followers that lag a little (etcd 3.5's flag). */
+  snapshotCatchUpEntries: number;
   /** --experimental-watch-progress-notify-interval; may be fractional for sub-ms durations. */
   watchProgressNotifyIntervalMs: number;
 }
@@ -552,6 +554,12 @@ const FLAGS = {
     help: "Enable to check data corruption before serving any client/peer traffic.",
     parse: parseGoBool,
   }),
+  "experimental-snapshot-catchup-entries": spec({
+    group: "Experimental feature",
+    def: "5000",
+    help: "Number of entries for a slow follower to catch up after compacting the raft storage entries.",
+    parse: uintParser("an entry count"),
+  }),
   "experimental-watch-progress-notify-interval": spec({
     group: "Experimental feature",
     def: "10m",
@@ -931,6 +939,7 @@ export function parseEtcdConfig(
     peerClientCertAuth: get("peer-client-cert-auth"),
     experimentalInitialCorruptCheck: get("experimental-initial-corrupt-check"),
     watchProgressNotifyIntervalMs: get("experimental-watch-progress-notify-interval"),
+    snapshotCatchUpEntries: get("experimental-snapshot-catchup-entries"),
   };
   // Optional paths are present only when non-empty (exactOptionalPropertyTypes: never undefined).
   if (tls.certFile !== "") config.certFile = tls.certFile;

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import * as path from "node:path";
+import { initialClusterOf, memberArgs } from "../../src/etcd/member-args.js";
 import { etcdctl, freePort, LAB_CLI, REAL_ETCD, sleep, tempDir, waitHealthy } from "./nodes.js";
 
 /**
@@ -76,7 +77,7 @@ export class TestCluster {
   }
 
   initialCluster(members: readonly MemberSpec[] = this.members): string {
-    return members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
+    return initialClusterOf(members);
   }
 
   /** Registers a new member's name, ports and data directory (not started). */
@@ -103,27 +104,8 @@ export class TestCluster {
     initialCluster = this.initialCluster(),
     extra: readonly string[] = [],
   ): void {
-    const client = `http://127.0.0.1:${m.clientPort}`;
-    const peer = `http://127.0.0.1:${m.peerPort}`;
     const args = [
-      "--name",
-      m.name,
-      "--data-dir",
-      m.dataDir,
-      "--listen-client-urls",
-      client,
-      "--advertise-client-urls",
-      client,
-      "--listen-peer-urls",
-      peer,
-      "--initial-advertise-peer-urls",
-      peer,
-      "--initial-cluster",
-      initialCluster,
-      "--initial-cluster-state",
-      state,
-      "--initial-cluster-token",
-      this.token,
+      ...memberArgs(m, { initialCluster, initialClusterState: state, initialClusterToken: this.token }),
       ...(this.options.extraArgs ?? []),
       ...extra,
     ];

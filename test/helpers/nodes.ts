@@ -4,6 +4,7 @@ import * as http from "node:http";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { memberArgs } from "../../src/etcd/member-args.js";
 
 /**
  * Test helpers: start our `lab etcd` (the built CLI, exactly as users run it) or the real etcd
@@ -64,25 +65,7 @@ async function startNode(kind: "lab" | "etcd", options: NodeOptions): Promise<Ru
   const dataDir = options.dataDir ?? path.join(tempDir(kind), `${name}.etcd`);
   const clientPort = options.clientPort ?? (await freePort());
   const peerPort = options.peerPort ?? (await freePort());
-  const client = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
-  const args = [
-    "--name",
-    name,
-    "--data-dir",
-    dataDir,
-    "--listen-client-urls",
-    client,
-    "--advertise-client-urls",
-    client,
-    "--listen-peer-urls",
-    peer,
-    "--initial-advertise-peer-urls",
-    peer,
-    "--initial-cluster",
-    `${name}=${peer}`,
-    ...(options.extraArgs ?? []),
-  ];
+  const args = [...memberArgs({ name, dataDir, clientPort, peerPort }), ...(options.extraArgs ?? [])];
   const env = { ...process.env, ...options.env };
   for (const k of Object.keys(env)) if (k.startsWith("ETCD_") && !options.env?.[k]) delete env[k];
   const child =

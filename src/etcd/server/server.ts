@@ -50,9 +50,6 @@ export type { Member } from "./membership.js";
 export const SERVER_VERSION = "3.4.23";
 export const CLUSTER_VERSION = "3.4.0";
 
-/** Entries kept in the Raft log behind a snapshot, so a briefly lagging follower needs no snapshot. */
-const CATCH_UP_ENTRIES = 5000;
-
 interface Waiter {
   readonly resolve: (r: ApplyResult) => void;
   readonly reject: (e: unknown) => void;
@@ -539,6 +536,7 @@ export class EtcdServer {
     await this.wal.markSnapshot({ index: snap.metadata.index, term: snap.metadata.term, reset: true });
     this.raftStorage.applySnapshot(snap);
     this.restoreSnapshot(fixed);
+    this.watchHub.storeRestored();
     for (const m of this.membership.list()) if (m.id !== this.memberId) this.peers?.addPeer(m.id, m.peerUrls);
     this.log.info("applied a snapshot from the leader", {
       index: snap.metadata.index,
@@ -994,7 +992,8 @@ export class EtcdServer {
     this.snapshots.save(image);
     this.snapshotIndex = image.index;
     this.raftStorage.createSnapshot(image.index, this.raw.raft.tracker.confState(), data);
-    const compactTo = image.index - CATCH_UP_ENTRIES;
+    // Entries kept behind the snapshot, so that a briefly lagging follower needs no snapshot.
+    const compactTo = image.index - this.config.snapshotCatchUpEntries;
     if (compactTo > this.raftStorage.firstIndex()) this.raftStorage.compact(compactTo);
     this.log.info("saved snapshot", { index: image.index, revision: image.store.currentRevision });
     this.wal.markSnapshot({ index: image.index, term: image.term }).catch((err: unknown) => this.failStorage(err));

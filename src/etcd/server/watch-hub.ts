@@ -162,6 +162,16 @@ export class WatchHub {
     if (this.unsynced.size > 0) this.scheduleSync();
   }
 
+  /**
+   * The store was replaced by a snapshot (a follower that fell too far behind): every watcher
+   * catches up from the restored history, or is cancelled as compacted if that history no longer
+   * reaches back to its next revision, as etcd does after restoring a snapshot.
+   */
+  storeRestored(): void {
+    for (const w of [...this.synced]) this.moveToUnsynced(w);
+    this.scheduleSync();
+  }
+
   close(): void {
     this.closed = true;
     clearInterval(this.progressTimer);
