@@ -322,7 +322,7 @@ describe("membership changes", () => {
       .find((l) => l.includes(`, ${victim.name}, `))
       ?.split(",")[0] as string;
     const removed = await etcdctl(c.endpoints, ["member", "remove", victimId]);
-    expect(removed.stdout, removed.stderr).toContain(`Member ${victimId} removed from cluster`);
+    expect(removed.stdout, removed.stderr).toMatch(new RegExp(`Member +${victimId} removed from cluster`));
     expect(await victim.exited).toBe(1);
     expect(victim.output).toContain("removed from the cluster");
     victim.process = undefined;
@@ -363,7 +363,7 @@ describe("membership changes", () => {
       "--learner",
     ]);
     expect(add.code, add.stderr).toBe(0);
-    const id = /Member ([0-9a-f]+) added/.exec(add.stdout)?.[1] as string;
+    const id = /Member +([0-9a-f]+) added/.exec(add.stdout)?.[1] as string;
     const early = await etcdctl(c.endpoints, ["member", "promote", id]);
     expect(early.code).not.toBe(0);
     expect(early.stderr).toContain("can only promote a learner member which is in sync with leader");
@@ -393,10 +393,44 @@ describe("membership changes", () => {
       await sleep(200);
       promoted = await etcdctl(c.endpoints, ["member", "promote", id]);
     }
-    expect(promoted.stdout, promoted.stderr).toContain(`Member ${id} promoted in cluster`);
+    expect(promoted.stdout, promoted.stderr).toMatch(new RegExp(`Member +${id} promoted in cluster`));
     const list = await etcdctl(c.endpoints, ["member", "list"]);
     expect(list.stdout).toMatch(/, started, m4, .*, false\n?/);
     await c.waitConverged();
+  });
+
+  it("refuses a reconfiguration that would leave too few started voters for a quorum (strict reconfig check)", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    await c.waitLeader();
+    // Wait until every member has published its name (etcd's "started").
+    for (let i = 0; i < 50; i++) {
+      const list = await etcdctl(c.endpoints, ["member", "list"]);
+      if (!list.stdout.includes(", started, , ")) break;
+      await sleep(100);
+    }
+    // Two voters that never start: 3 started of 5 is still a quorum.
+    for (const name of ["m4", "m5"]) {
+      const port = (await c.addMember(name)).peerPort;
+      const add = await etcdctl(c.endpoints, ["member", "add", name, `--peer-urls=http://127.0.0.1:${port}`]);
+      expect(add.code, add.stderr).toBe(0);
+    }
+    // Removing a started voter would leave 2 started of 4: refused, as etcd refuses it.
+    const list = await etcdctl(c.endpoints, ["member", "list"]);
+    const m1 = list.stdout
+      .split("\n")
+      .find((l) => l.includes(", m1, "))
+      ?.split(",")[0] as string;
+    const removed = await etcdctl(c.endpoints, ["member", "remove", m1]);
+    expect(removed.code).not.toBe(0);
+    expect(removed.stderr).toContain("etcdserver: re-configuration failed due to not enough started members");
+    // Removing one that never started is fine.
+    const m5 = (await etcdctl(c.endpoints, ["member", "list"])).stdout
+      .split("\n")
+      .find((l) => l.includes(", unstarted, "))
+      ?.split(",")[0] as string;
+    // etcdctl pads the ID to 16 columns.
+    expect((await etcdctl(c.endpoints, ["member", "remove", m5])).stdout).toMatch(new RegExp(`Member +${m5} removed`));
   });
 
   it("refuses a member started with the wrong cluster token", async () => {

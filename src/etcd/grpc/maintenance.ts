@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import { EtcdError } from "../errors.js";
-import type { EtcdServer } from "../server/server.js";
+import type { EtcdServer, Member } from "../server/server.js";
 import { SERVER_VERSION } from "../server/server.js";
 import { AlarmAction, type AlarmRequest, AlarmType, bigint, int } from "../wire.js";
 import { serviceError } from "./errors.js";
@@ -106,6 +106,7 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
     MemberList: unary<object>(metrics, "MemberList", () => ({ header: clusterHeader(), members: members() })),
     MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(metrics, "MemberAdd", async (r) => {
       const peerUrls = checkPeerUrls(r.peerURLs);
+      if (!r.isLearner) checkStartedQuorum(server.members, { adding: true });
       const id = server.newMemberId(peerUrls);
       await server.proposeConfChange({ type: r.isLearner ? "addLearnerNode" : "addNode", nodeId: id }, { peerUrls });
       return {
@@ -116,7 +117,9 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
     }),
     MemberRemove: unary<{ ID: string }>(metrics, "MemberRemove", async (r) => {
       const id = bigint(r.ID);
-      if (!server.members.some((m) => m.id === id)) throw new EtcdError("MemberNotFound");
+      const m = server.members.find((x) => x.id === id);
+      if (!m) throw new EtcdError("MemberNotFound");
+      if (!m.isLearner) checkStartedQuorum(server.members, { removing: id });
       await server.proposeConfChange({ type: "removeNode", nodeId: id }, {});
       return { header: clusterHeader(), members: members() };
     }),
@@ -130,11 +133,29 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
       const m = server.members.find((x) => x.id === id);
       if (!m) throw new EtcdError("MemberNotFound");
       if (!m.isLearner) throw new EtcdError("MemberNotLearner");
+      checkStartedQuorum(server.members, { adding: true });
       await server.checkLearnerReady(id);
       await server.proposeConfChange({ type: "addNode", nodeId: id }, {});
       return { header: clusterHeader(), members: members() };
     }),
   };
+}
+
+/**
+ * etcd's strict reconfiguration check (on by default in 3.4): after the change, the voters that
+ * have started (published their name) must still make a quorum, so that adding a voter that never
+ * comes up, or removing one while others are down, cannot leave the cluster without a majority.
+ */
+function checkStartedQuorum(
+  members: readonly Member[],
+  change: { readonly adding?: boolean; readonly removing?: bigint },
+): void {
+  const voters = members.filter((m) => !m.isLearner && m.id !== change.removing);
+  const total = voters.length + (change.adding ? 1 : 0);
+  const started = voters.filter((m) => m.name !== "").length;
+  // Growing a lone member to two is allowed (etcd's special case), or no cluster could grow.
+  if (change.adding && started === 1 && total === 2) return;
+  if (started < Math.floor(total / 2) + 1) throw new EtcdError("MemberNotEnoughStarted");
 }
 
 /** Peer URLs for MemberAdd/MemberUpdate: present and well-formed (etcd: "given member URLs are invalid"). */

@@ -318,15 +318,8 @@ export class EtcdServer {
       onRefused: (peer, reason) => this.refusedBy(peer, reason),
     };
     this.peers = await options.connectPeers({ memberId: this.memberId, clusterId: this.clusterId }, handlers);
+    // The members from the snapshot, or (joining) the ones the peers described.
     for (const m of this.membership.list()) if (m.id !== this.memberId) this.peers.addPeer(m.id, m.peerUrls);
-    if (!snap) {
-      // Joining: until the leader's snapshot arrives, the peers are the ones --initial-cluster names.
-      for (const [name, urls] of this.config.initialCluster) {
-        if (name === this.config.name) continue;
-        const id = memberIdFor(urls.map(urlString), this.config.initialClusterToken);
-        this.peers.addPeer(id, urls.map(urlString));
-      }
-    }
 
     this.log.info(fresh ? "started a new member" : "restarted member", {
       name: this.config.name,
