@@ -9,6 +9,7 @@ import {
   type HardState,
   MemoryStorage,
   type Message,
+  MessageType,
   NONE,
   RawNode,
   type Ready,
@@ -45,6 +46,9 @@ import { WatchHub } from "./watch-hub.js";
  */
 
 export type { Member } from "./membership.js";
+
+/** Messages a follower passes on to the leader for someone else (no promise about its own log). */
+const FORWARDED: ReadonlySet<MessageType> = new Set([MessageType.MsgProp, MessageType.MsgReadIndex]);
 
 /** etcd 3.4's API level, which clients (etcdctl, client libraries) check. */
 export const SERVER_VERSION = "3.4.23";
@@ -239,6 +243,12 @@ export class EtcdServer {
   /** etcd's request timeout: 5 s plus two election timeouts. */
   get requestTimeoutMs(): number {
     return 5000 + 2 * this.config.electionTimeoutMs;
+  }
+
+  /** Raft's rule for serving reads: the leader has committed an entry of its own term. */
+  private leaderCommittedInTerm(): boolean {
+    const log = this.raw.raft.raftLog;
+    return log.termOrZero(log.committed) === this.raw.raft.term;
   }
 
   private isSoleVoter(): boolean {
@@ -453,6 +463,14 @@ export class EtcdServer {
     // a later Ready, after this one is persisted. Everyone else persists first (acks and votes
     // must be durable).
     const sendFirst = this.role === StateType.Leader;
+    let after = rd.messages;
+    if (sendFirst) after = [];
+    else if (rd.messages.length > 0 && (rd.entries.length > 0 || rd.hardState || rd.snapshot)) {
+      // A follower's forwarded proposals and read requests promise nothing about its disk: they
+      // need not wait for this Ready's write either.
+      after = rd.messages.filter((m) => !FORWARDED.has(m.type));
+      if (after.length < rd.messages.length) this.peers?.send(rd.messages.filter((m) => FORWARDED.has(m.type)));
+    }
     if (sendFirst && rd.messages.length > 0) this.peers?.send(rd.messages);
     // 1. Persist (a snapshot from the leader first: it replaces the log and the state).
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
@@ -466,7 +484,7 @@ export class EtcdServer {
     if (rd.hardState) this.raftStorage.setHardState(rd.hardState);
     if (rd.entries.length > 0) this.raftStorage.append(rd.entries);
     // 2. Send, now that what the messages promise is durable.
-    if (!sendFirst && rd.messages.length > 0) this.peers?.send(rd.messages);
+    if (after.length > 0) this.peers?.send(after);
     // 3. Apply.
     for (const e of rd.committedEntries) this.applyEntry(e);
     if (rd.committedEntries.length > 0) {
@@ -703,6 +721,11 @@ export class EtcdServer {
     if (this.storageError && !this.stopped && this.isSoleVoter()) return Promise.resolve();
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
+    // A lone voter that leads is its own quorum: what it has committed is all there is, so the
+    // read only waits for its state machine to catch up with that (no ReadIndex round needed).
+    if (this.isLeader && this.isSoleVoter() && this.leaderCommittedInTerm()) {
+      return this.waitApplied(this.raw.raft.raftLog.committed);
+    }
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         done.reject(new EtcdError("Timeout"));
