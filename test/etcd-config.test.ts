@@ -23,6 +23,17 @@ function usageError(argv: string[], env: Env = {}): UsageError {
 /** Listening explicitly requires advertising explicitly (etcd rule); most tests need both. */
 const CLIENT = ["--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379"];
 
+describe("clustering switches", () => {
+  it("take etcd 3.4's defaults (pre-vote off, strict reconfiguration check on) and its spellings", () => {
+    expect(cfg([]).preVote).toBe(false);
+    expect(cfg([]).strictReconfigCheck).toBe(true);
+    expect(cfg(["--pre-vote"]).preVote).toBe(true);
+    expect(cfg(["--strict-reconfig-check=false"]).strictReconfigCheck).toBe(false);
+    expect(cfg([], { ETCD_PRE_VOTE: "true" }).preVote).toBe(true);
+    expect(usageError(["--pre-vote=maybe"]).message).toContain("--pre-vote");
+  });
+});
+
 describe("defaults", () => {
   it("match etcd 3.4", () => {
     const { config, warnings } = parse([]);

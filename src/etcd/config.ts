@@ -69,6 +69,10 @@ export interface EtcdConfig {
   peerTrustedCaFile?: string;
   peerClientCertAuth: boolean;
   experimentalInitialCorruptCheck: boolean;
+  /** Raft's pre-vote phase (etcd 3.4's default: off). */
+  preVote: boolean;
+  /** Refuse membership changes that would leave too few started voters (default on). */
+  strictReconfigCheck: boolean;
   /** Raft log entries kept behind a snapshot for followers that lag a little (etcd 3.5's flag). */
   snapshotCatchUpEntries: number;
   /** --experimental-watch-progress-notify-interval; may be fractional for sub-ms durations. */
@@ -365,6 +369,20 @@ const FLAGS = {
     help: "Number of committed transactions to trigger a snapshot to disk (0 means the default).",
     parse: uintParser("a transaction count"),
   }),
+  "pre-vote": spec({
+    group: "Clustering",
+    def: "false",
+    bool: true,
+    help: "Enable to run an additional Raft election phase.",
+    parse: parseGoBool,
+  }),
+  "strict-reconfig-check": spec({
+    group: "Clustering",
+    def: "true",
+    bool: true,
+    help: "Reject reconfiguration requests that would cause quorum loss.",
+    parse: parseGoBool,
+  }),
   "heartbeat-interval": spec({
     group: "Member",
     def: "100",
@@ -604,8 +622,6 @@ const UNSUPPORTED_ETCD_FLAGS = new Set([
   "discovery-proxy",
   "discovery-srv",
   "discovery-srv-name",
-  "strict-reconfig-check",
-  "pre-vote",
   "client-crl-file",
   "client-cert-allowed-hostname",
   "auto-tls",
@@ -940,6 +956,8 @@ export function parseEtcdConfig(
     experimentalInitialCorruptCheck: get("experimental-initial-corrupt-check"),
     watchProgressNotifyIntervalMs: get("experimental-watch-progress-notify-interval"),
     snapshotCatchUpEntries: get("experimental-snapshot-catchup-entries"),
+    preVote: get("pre-vote"),
+    strictReconfigCheck: get("strict-reconfig-check"),
   };
   // Optional paths are present only when non-empty (exactOptionalPropertyTypes: never undefined).
   if (tls.certFile !== "") config.certFile = tls.certFile;

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type * as grpc from "@grpc/grpc-js";
 import { EtcdError } from "../errors.js";
-import type { EtcdServer, Member } from "../server/server.js";
+import type { EtcdServer } from "../server/server.js";
 import { SERVER_VERSION } from "../server/server.js";
 import { AlarmAction, type AlarmRequest, AlarmType, bigint, int } from "../wire.js";
 import { serviceError } from "./errors.js";
@@ -106,7 +106,7 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
     MemberList: unary<object>(metrics, "MemberList", () => ({ header: clusterHeader(), members: members() })),
     MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(metrics, "MemberAdd", async (r) => {
       const peerUrls = checkPeerUrls(r.peerURLs);
-      if (!r.isLearner) checkStartedQuorum(server.members, { adding: true });
+      if (!r.isLearner) checkStartedQuorum(server, { adding: true });
       const id = server.newMemberId(peerUrls);
       await server.proposeConfChange({ type: r.isLearner ? "addLearnerNode" : "addNode", nodeId: id }, { peerUrls });
       return {
@@ -119,7 +119,7 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
       const id = bigint(r.ID);
       const m = server.members.find((x) => x.id === id);
       if (!m) throw new EtcdError("MemberNotFound");
-      if (!m.isLearner) checkStartedQuorum(server.members, { removing: id });
+      if (!m.isLearner) checkStartedQuorum(server, { removing: id });
       await server.proposeConfChange({ type: "removeNode", nodeId: id }, {});
       return { header: clusterHeader(), members: members() };
     }),
@@ -133,7 +133,7 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
       const m = server.members.find((x) => x.id === id);
       if (!m) throw new EtcdError("MemberNotFound");
       if (!m.isLearner) throw new EtcdError("MemberNotLearner");
-      checkStartedQuorum(server.members, { adding: true });
+      checkStartedQuorum(server, { adding: true });
       await server.checkLearnerReady(id);
       await server.proposeConfChange({ type: "addNode", nodeId: id }, {});
       return { header: clusterHeader(), members: members() };
@@ -147,9 +147,11 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
  * comes up, or removing one while others are down, cannot leave the cluster without a majority.
  */
 function checkStartedQuorum(
-  members: readonly Member[],
+  server: EtcdServer,
   change: { readonly adding?: boolean; readonly removing?: bigint },
 ): void {
+  if (!server.config.strictReconfigCheck) return;
+  const members = server.members;
   const voters = members.filter((m) => !m.isLearner && m.id !== change.removing);
   const total = voters.length + (change.adding ? 1 : 0);
   const started = voters.filter((m) => m.name !== "").length;

@@ -308,8 +308,9 @@ export class EtcdServer {
       heartbeatTick: 1,
       storage: this.raftStorage,
       applied: this.applied,
+      // etcd always runs check-quorum; pre-vote follows --pre-vote (off by default in 3.4).
       checkQuorum: true,
-      preVote: true,
+      preVote: this.config.preVote,
       random: Math.random,
       logger: (line) => this.log.debug(line),
     });
