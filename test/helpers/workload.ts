@@ -109,6 +109,12 @@ export class Workload {
     client?.close();
   }
 
+  private acknowledge(key: string, value: string, revision: number): void {
+    const list = this.acknowledged.get(key) ?? [];
+    list.push({ value, revision });
+    this.acknowledged.set(key, list);
+  }
+
   private async put(clientId: number, client: EtcdClient, key: string): Promise<void> {
     const value = `v${++this.counter}`;
     const pending = this.recorder.invoke(clientId, { kind: "put", key, value });
@@ -117,9 +123,7 @@ export class Workload {
       const revision = num(res.header.revision);
       pending.ok({ revision });
       this.writesOkSinceMark++;
-      const list = this.acknowledged.get(key) ?? [];
-      list.push({ value, revision });
-      this.acknowledged.set(key, list);
+      this.acknowledge(key, value, revision);
     } catch (err) {
       pending.unknown();
       throw err;
@@ -181,11 +185,7 @@ export class Workload {
       const revision = num(res.header.revision);
       pending.ok({ succeeded: res.succeeded, revision });
       this.writesOkSinceMark++;
-      if (res.succeeded) {
-        const list = this.acknowledged.get(key) ?? [];
-        list.push({ value, revision });
-        this.acknowledged.set(key, list);
-      }
+      if (res.succeeded) this.acknowledge(key, value, revision);
     } catch (err) {
       pending.unknown();
       throw err;
