@@ -217,14 +217,8 @@ interface Inbound {
   from: bigint | undefined;
 }
 
-interface MutableStats {
-  sentMessages: number;
-  sentBytes: number;
-  receivedMessages: number;
-  receivedBytes: number;
-  dropped: number;
-  faultDropped: number;
-}
+/** The counters of PeerStats; `connected` and `queued` are read from the live state. */
+type MutableStats = Omit<PeerStats, "connected" | "queued">;
 
 function errMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
