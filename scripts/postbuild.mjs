@@ -9,4 +9,5 @@ if (!existsSync(entry)) {
   process.exit(1);
 }
 cpSync(new URL("src/etcd/proto/", root), new URL("dist/src/etcd/proto/", root), { recursive: true });
+cpSync(new URL("src/apiserver/proto/", root), new URL("dist/src/apiserver/proto/", root), { recursive: true });
 chmodSync(entry, 0o755);

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { runApiServer } from "./apiserver.js";
 import { runEtcd } from "./etcd.js";
 
 /**
@@ -11,6 +12,9 @@ const USAGE = `lab: a Kubernetes control-plane lab
 Usage:
   lab etcd [flags]     run one etcd-compatible store member in the foreground
                        (etcd's own flags and ETCD_* variables; lab etcd --help lists them)
+  lab apiserver [flags]
+                       run a Kubernetes-compatible API server (storage only) over the store
+                       (kube-apiserver's flags; lab apiserver --help lists them)
   lab version          print the lab version and the etcd API level it speaks
   lab --help           this text
 `;
@@ -26,6 +30,8 @@ async function main(argv: string[]): Promise<number> {
       return command === undefined ? 2 : 0;
     case "etcd":
       return runEtcd(rest);
+    case "apiserver":
+      return runApiServer(rest);
     case "version":
     case "--version": {
       const { SERVER_VERSION } = await import("../etcd/server/server.js");
@@ -50,7 +56,8 @@ main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
     // A finished foreground command should not linger on open handles (gRPC timers and the like).
-    if (code !== 0 || process.argv[2] !== "etcd") setImmediate(() => process.exit(code));
+    if (code !== 0 || (process.argv[2] !== "etcd" && process.argv[2] !== "apiserver"))
+      setImmediate(() => process.exit(code));
     else process.exit(code);
   },
   (err: unknown) => {

@@ -215,7 +215,7 @@ function nonNegativeDurationMs(raw: string): number {
   return Number(ns) / 1e6;
 }
 
-function parseDurationMs(raw: string): number {
+export function parseDurationMs(raw: string): number {
   try {
     return nonNegativeDurationMs(raw);
   } catch (e) {
