@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: the real etcd 3.4 (differential tests) and etcdctl (real client).
+# Debian packages the tests use: the real etcd 3.4 (differential tests), etcdctl (real client), openssl.
 missing=()
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)
+# openssl makes the TLS tests' throwaway certificates.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "test: the tests need ${missing[*]}; run as root or install them: sudo apt-get install -y ${missing[*]}" >&2

@@ -135,23 +135,26 @@ function parsePort(name: string, raw: string, problems: string[]): number {
 
 /** Turns an --etcd-servers URL into host:port; only http and https URLs are store endpoints. */
 function parseEndpoint(raw: string, problems: string[]): { endpoint: string; tls: boolean } | undefined {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    problems.push(`--etcd-servers: "${raw}" is not a URL; write endpoints as http://HOST:PORT or https://HOST:PORT`);
-    return undefined;
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
+  // Parsed by hand: URL() drops a port equal to the scheme's default (http://host:80).
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(raw)?.[1]?.toLowerCase();
+  if (scheme !== undefined && scheme !== "http" && scheme !== "https") {
     problems.push(`--etcd-servers: "${raw}" must use http:// or https://`);
     return undefined;
   }
-  if (url.pathname !== "/" && url.pathname !== "") {
-    problems.push(`--etcd-servers: "${raw}" may not have a path`);
+  const m = /^https?:\/\/(\[[0-9a-fA-F:.]+\]|[^:/[\]]+)(?::(\d+))?\/?$/i.exec(raw);
+  if (!m) {
+    problems.push(
+      `--etcd-servers: "${raw}" is not a store URL; write endpoints as http://HOST:PORT or https://HOST:PORT`,
+    );
     return undefined;
   }
-  const port = url.port || "2379";
-  return { endpoint: `${url.hostname.replace(/^\[|\]$/g, "")}:${port}`, tls: url.protocol === "https:" };
+  const [, host, port] = m as unknown as [string, string, string | undefined];
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+    problems.push(`--etcd-servers: "${raw}" has a port outside 1-65535`);
+    return undefined;
+  }
+  // IPv6 hosts keep their brackets: gRPC reads "[::1]:2379" as host and port.
+  return { endpoint: `${host}:${port ?? "2379"}`, tls: scheme === "https" };
 }
 
 export function parseApiServerFlags(argv: readonly string[]): { config: ApiServerConfig; warnings: string[] } {

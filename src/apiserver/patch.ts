@@ -104,6 +104,21 @@ function removeAt(doc: unknown, path: string, op: string): unknown {
   return doc;
 }
 
+/** Value equality (object key order does not matter), as RFC 6902's "test" compares. */
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    return a.every((v, i) => deepEqual(v, b[i]));
+  }
+  if (isObject(a) && isObject(b)) {
+    const ka = Object.keys(a);
+    if (ka.length !== Object.keys(b).length) return false;
+    return ka.every((k) => Object.hasOwn(b, k) && deepEqual(a[k], b[k]));
+  }
+  return false;
+}
+
 export function jsonPatch(target: unknown, patch: unknown): unknown {
   if (!Array.isArray(patch)) throw new ApiError(400, "BadRequest", "a JSON patch must be an array of operations");
   let doc = clone(target);
@@ -131,7 +146,7 @@ export function jsonPatch(target: unknown, patch: unknown): unknown {
         doc = addAt(doc, op.path, getAt(doc, op.from ?? "", "copy"), "copy");
         break;
       case "test":
-        if (JSON.stringify(getAt(doc, op.path, "test")) !== JSON.stringify(op.value))
+        if (!deepEqual(getAt(doc, op.path, "test"), op.value))
           throw patchError(`testing value ${op.path} failed: test failed`);
         break;
       default:

@@ -24,12 +24,14 @@ function types(): protobuf.Root {
 function normalize(typeName: string, value: unknown): unknown {
   if (value === null || typeof value !== "object") return value;
   if (typeName === "Time") {
-    const t = value as { seconds?: number };
-    return `${new Date((t.seconds ?? 0) * 1000).toISOString().slice(0, 19)}Z`;
+    const seconds = Number((value as { seconds?: unknown }).seconds ?? 0);
+    // A zero time is Go's "unset" (the marshaler writes it anyway).
+    return seconds === 0 ? undefined : `${new Date(seconds * 1000).toISOString().slice(0, 19)}Z`;
   }
   if (typeName === "IntOrString") {
-    const v = value as { type?: number; intVal?: number; strVal?: string };
-    return v.type === 1 ? (v.strVal ?? "") : (v.intVal ?? 0);
+    // type is an int64: protobufjs may hand it over as a Long.
+    const v = value as { type?: unknown; intVal?: unknown; strVal?: string };
+    return Number(v.type ?? 0) === 1 ? (v.strVal ?? "") : Number(v.intVal ?? 0);
   }
   return value;
 }

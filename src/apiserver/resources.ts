@@ -413,7 +413,8 @@ function s(v: unknown): string {
 
 /** Kubernetes' short human duration: "45s", "5m30s", "3h", "2d5h", "400d", "3y20d". */
 export function humanDuration(ms: number): string {
-  const seconds = Math.floor(ms / 1000);
+  // Truncation toward zero, so up to 2 s of clock skew still reads "0s".
+  const seconds = Math.trunc(ms / 1000);
   if (seconds < -1) return "<invalid>";
   if (seconds < 0) return "0s";
   if (seconds < 60 * 2) return `${seconds}s`;

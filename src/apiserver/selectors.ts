@@ -95,6 +95,7 @@ export function parseLabelSelector(text: string): LabelSelector {
           }
           bad(text, `found '${text[i] ?? "end of string"}', expected: ',', ')'`);
         }
+        if (values.length === 1 && values[0] === "") bad(text, `for '${op}' the set of values must not be empty`);
         requirements.push({ op, key, values });
       } else if (rest === "" || rest.startsWith(",")) {
         requirements.push({ op: "exists", key });

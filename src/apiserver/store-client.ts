@@ -193,8 +193,10 @@ export class StoreClient {
     req: object,
     mutation: boolean,
     connectionIndex?: number,
+    /** One attempt with this deadline, no failover (health checks must answer quickly). */
+    singleAttemptMs?: number,
   ): Promise<T> {
-    const deadline = Date.now() + this.retryWindowMs;
+    const deadline = Date.now() + (singleAttemptMs ?? this.retryWindowMs);
     let lastError: grpc.ServiceError | undefined;
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new StoreError("the store client is closed", "unavailable");
@@ -206,14 +208,24 @@ export class StoreClient {
           fn.call(
             conn[service],
             req,
-            { deadline: Date.now() + Math.min(this.attemptTimeoutMs, Math.max(1, deadline - Date.now())) },
+            {
+              deadline:
+                singleAttemptMs !== undefined
+                  ? deadline
+                  : Date.now() + Math.min(this.attemptTimeoutMs, Math.max(1, deadline - Date.now())),
+            },
             (err, res) => (err ? reject(err) : resolve(res as T)),
           );
         });
       } catch (e) {
         const err = e as grpc.ServiceError;
         lastError = err;
-        if (connectionIndex !== undefined || !isRetryable(err, mutation) || Date.now() >= deadline)
+        if (
+          connectionIndex !== undefined ||
+          singleAttemptMs !== undefined ||
+          !isRetryable(err, mutation) ||
+          Date.now() >= deadline
+        )
           throw storeErrorOf(err);
         // Move on to the next member; after a full round, pause briefly (an election is under way).
         if (this.current === index) this.current = (index + 1) % this.connections.length;
@@ -341,7 +353,8 @@ export class StoreClient {
     if (results.some((r) => r === "")) {
       // A member with a leader must also be able to serve a linearizable read (quorum reachable).
       try {
-        await this.call("kv", "Range", { key: Buffer.from("health"), limit: "1" }, false);
+        const healthy = this.connections.findIndex((_c, i) => results[i] === "");
+        await this.call("kv", "Range", { key: Buffer.from("health"), limit: "1" }, false, healthy, timeoutMs);
         return { ok: true, detail: "" };
       } catch (e) {
         return { ok: false, detail: (e as Error).message };

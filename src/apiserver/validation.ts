@@ -137,7 +137,7 @@ export function validateObjectMeta(
   errs.push(...validateStringMap(meta.annotations, "metadata.annotations", false));
   if (meta.annotations && typeof meta.annotations === "object") {
     let size = 0;
-    for (const [k, v] of Object.entries(meta.annotations)) size += k.length + String(v).length;
+    for (const [k, v] of Object.entries(meta.annotations)) size += Buffer.byteLength(k) + Buffer.byteLength(String(v));
     if (size > TOTAL_ANNOTATION_SIZE) errs.push(fieldErrors.tooLong("metadata.annotations", TOTAL_ANNOTATION_SIZE));
   }
   return errs;

@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as https from "node:https";
 import * as path from "node:path";
 import { type CommandResult, freePort, LAB_CLI, run, sleep, tempDir } from "./nodes.js";
 
@@ -71,11 +72,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<Running
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`lab apiserver exited with ${child.exitCode}:\n${out}`);
     try {
-      if (!options.secure) {
-        const res = await fetch(`${url}/readyz`);
-        last = await res.text();
-        if (res.ok) return server;
-      } else if (out.includes("serving HTTPS")) return server;
+      const ready = options.secure ? await httpsReadyz(port) : await fetch(`${url}/readyz`).then((r) => r.status);
+      if (ready === 200) return server;
+      last = `readyz ${ready}`;
     } catch (e) {
       last = (e as Error).message;
     }
@@ -83,6 +82,17 @@ export async function startApiServer(options: ApiServerOptions): Promise<Running
   }
   await server.kill();
   throw new Error(`lab apiserver did not become ready (last: ${last}):\n${out}`);
+}
+
+/** GET /readyz over TLS without verifying the server (a readiness poll only). */
+function httpsReadyz(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: "127.0.0.1", port, path: "/readyz", rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on("error", reject);
+  });
 }
 
 export interface HttpResult {
