@@ -30,9 +30,12 @@ function configFor(server: string): k8s.KubeConfig {
 
 beforeAll(async () => {
   cluster = await TestCluster.start({ size: 3 });
+  // Both API servers talk to the leader first, so killing it takes their store connection away.
+  const leader = await cluster.waitLeader();
+  const others = cluster.allEndpoints.filter((e) => e !== leader.endpoint);
   [a, b] = await Promise.all([
-    startApiServer({ etcd: cluster.allEndpoints }),
-    startApiServer({ etcd: [...cluster.allEndpoints].reverse() }),
+    startApiServer({ etcd: [leader.endpoint, ...others] }),
+    startApiServer({ etcd: [leader.endpoint, ...others.reverse()] }),
   ]);
   kc = configFor(a.url);
   core = kc.makeApiClient(k8s.CoreV1Api);

@@ -636,3 +636,28 @@ describe("namespace lifecycle", () => {
     expect(left.stdout).not.toMatch(/namespaces\/doomed$/m);
   });
 });
+
+describe("store compaction", () => {
+  it("compacts the store every --etcd-compaction-interval, keeping one interval of history", async () => {
+    const c = await startApiServer({ etcd: [store.endpoint], extraArgs: ["--etcd-compaction-interval=1s"] });
+    try {
+      const status = await etcdctl(store.endpoint, ["endpoint", "status", "-w", "json"]);
+      const from = JSON.parse(status.stdout)[0].Status.header.revision as number;
+      let compacted = 0;
+      for (let i = 0; i < 200 && compacted <= from; i++) {
+        await request(`${c.url}/api/v1/namespaces/default/configmaps`, "POST", cm(`tick-${i}`));
+        for (const m of c.output().matchAll(/"msg":"compacted the store","component":"apiserver","revision":(\d+)/g))
+          compacted = Math.max(compacted, Number(m[1]));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(compacted).toBeGreaterThan(from);
+      const old = await etcdctl(store.endpoint, ["get", "/registry/namespaces/default", `--rev=${compacted - 1}`]);
+      expect(old.code).not.toBe(0);
+      expect(old.stderr).toContain("required revision has been compacted");
+      const key = await etcdctl(store.endpoint, ["get", "compact_rev_key", "-w", "json"]);
+      expect(JSON.parse(key.stdout).kvs[0].version).toBeGreaterThanOrEqual(2);
+    } finally {
+      await c.stop();
+    }
+  });
+});

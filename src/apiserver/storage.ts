@@ -284,6 +284,8 @@ export class Storage {
     const rv = Number(current.metadata.resourceVersion);
     const res = await this.storeCall(() => this.store.delete(key, rv));
     if (!res.succeeded) {
+      // Gone after a retried delete: the earlier attempt deleted it.
+      if (!res.current && res.retried) return current;
       if (!res.current) throw errors.notFound(r, name);
       throw errors.modified(r, name);
     }

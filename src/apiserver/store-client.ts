@@ -44,6 +44,8 @@ export interface TxnResult {
   readonly current: KeyValue | undefined;
   /** For a successful delete: the value it removed. */
   readonly deleted: KeyValue | undefined;
+  /** Sent more than once (an earlier attempt may have been applied). */
+  readonly retried: boolean;
 }
 
 export interface WatchEvent {
@@ -127,14 +129,16 @@ export function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
-/** Store errors worth retrying elsewhere: nothing was applied, another member may do better. */
-function isRetryable(err: grpc.ServiceError, mutation: boolean): boolean {
-  if (err.code === grpc.status.UNAVAILABLE) return true;
+/**
+ * Store errors worth retrying on another member. A timed-out write may still commit, yet it is
+ * retried too: every write this client sends is a compare-and-swap (or a compaction), and the
+ * storage layer recognises its own earlier write when the retry's compare fails (same uid, same
+ * bytes, or a key already gone), so a retry never applies twice and never reports a false error.
+ */
+function isRetryable(err: grpc.ServiceError): boolean {
+  if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) return true;
   const m = err.details ?? err.message;
-  if (/no leader|leader changed|not capable|stopped|is not a leader/.test(m)) return true;
-  // A timed-out proposal may still commit: only reads are safe to send again.
-  if (!mutation && (err.code === grpc.status.DEADLINE_EXCEEDED || /timed out/.test(m))) return true;
-  return false;
+  return /no leader|leader changed|not capable|stopped|is not a leader|timed out/.test(m);
 }
 
 function storeErrorOf(err: grpc.ServiceError): StoreError {
@@ -156,7 +160,7 @@ export class StoreClient {
 
   constructor(options: StoreClientOptions) {
     if (options.endpoints.length === 0) throw new Error("no store endpoints");
-    this.attemptTimeoutMs = options.attemptTimeoutMs ?? 5_000;
+    this.attemptTimeoutMs = options.attemptTimeoutMs ?? 2_500;
     this.retryWindowMs = options.retryWindowMs ?? 20_000;
     const creds = options.tls
       ? grpc.credentials.createSsl(options.tls.ca, options.tls.key, options.tls.cert)
@@ -191,7 +195,8 @@ export class StoreClient {
     service: "kv" | "lease" | "maintenance",
     method: string,
     req: object,
-    mutation: boolean,
+    /** Counts attempts (a write's caller must know whether it was sent more than once). */
+    attempts?: { count: number },
     connectionIndex?: number,
     /** One attempt with this deadline, no failover (health checks must answer quickly). */
     singleAttemptMs?: number,
@@ -202,6 +207,7 @@ export class StoreClient {
       if (this.closed) throw new StoreError("the store client is closed", "unavailable");
       const index = connectionIndex ?? this.current;
       const conn = this.connections[index] as Connection;
+      if (attempts) attempts.count = attempt + 1;
       try {
         return await new Promise<T>((resolve, reject) => {
           const fn = (conn[service] as unknown as Record<string, Unary>)[method] as Unary;
@@ -223,7 +229,7 @@ export class StoreClient {
         if (
           connectionIndex !== undefined ||
           singleAttemptMs !== undefined ||
-          !isRetryable(err, mutation) ||
+          !isRetryable(err) ||
           Date.now() >= deadline
         )
           throw storeErrorOf(err);
@@ -236,18 +242,14 @@ export class StoreClient {
   }
 
   async range(key: Buffer, options: RangeOptions = {}): Promise<RangeResult> {
-    const res = await this.call<{ header: WireHeader; kvs: WireKv[]; more: boolean; count: string }>(
-      "kv",
-      "Range",
-      {
-        key,
-        range_end: options.end ?? Buffer.alloc(0),
-        revision: String(options.revision ?? 0),
-        limit: String(options.limit ?? 0),
-        count_only: options.countOnly ?? false,
-      },
-      false,
-    );
+    const res = await this.call<{ header: WireHeader; kvs: WireKv[]; more: boolean; count: string }>("kv", "Range", {
+      key,
+      // Only when ranging: etcd reads a present-but-empty range_end as "every key from key on".
+      ...(options.end ? { range_end: options.end } : {}),
+      revision: String(options.revision ?? 0),
+      limit: String(options.limit ?? 0),
+      count_only: options.countOnly ?? false,
+    });
     return {
       revision: Number(res.header.revision),
       kvs: res.kvs.map(kvOf),
@@ -272,6 +274,7 @@ export class StoreClient {
   }
 
   private async cas(key: Buffer, modRevision: number, op: object): Promise<TxnResult> {
+    const attempts = { count: 0 };
     const res = await this.call<{
       header: WireHeader;
       succeeded: boolean;
@@ -287,7 +290,7 @@ export class StoreClient {
         success: [op],
         failure: [{ request_range: { key } }],
       },
-      true,
+      attempts,
     );
     const first = res.responses[0];
     const current = res.succeeded ? undefined : first?.response_range?.kvs[0];
@@ -297,6 +300,7 @@ export class StoreClient {
       succeeded: res.succeeded,
       current: current ? kvOf(current) : undefined,
       deleted: deleted ? kvOf(deleted) : undefined,
+      retried: attempts.count > 1,
     };
   }
 
@@ -310,21 +314,19 @@ export class StoreClient {
       header: WireHeader;
       succeeded: boolean;
       responses: { response_range?: { kvs: WireKv[] } | null }[];
-    }>("kv", "Txn", request, true);
+    }>("kv", "Txn", request);
     return { revision: Number(res.header.revision), succeeded: res.succeeded, responses: res.responses };
   }
 
   async compact(revision: number): Promise<void> {
-    await this.call("kv", "Compact", { revision: String(revision), physical: false }, true);
+    await this.call("kv", "Compact", { revision: String(revision), physical: false });
   }
 
   async leaseGrant(ttlSeconds: number): Promise<string> {
-    const res = await this.call<{ ID: string; error: string }>(
-      "lease",
-      "LeaseGrant",
-      { TTL: String(ttlSeconds), ID: "0" },
-      true,
-    );
+    const res = await this.call<{ ID: string; error: string }>("lease", "LeaseGrant", {
+      TTL: String(ttlSeconds),
+      ID: "0",
+    });
     if (res.error) throw new StoreError(res.error, "other");
     return res.ID;
   }
@@ -354,7 +356,7 @@ export class StoreClient {
       // A member with a leader must also be able to serve a linearizable read (quorum reachable).
       try {
         const healthy = this.connections.findIndex((_c, i) => results[i] === "");
-        await this.call("kv", "Range", { key: Buffer.from("health"), limit: "1" }, false, healthy, timeoutMs);
+        await this.call("kv", "Range", { key: Buffer.from("health"), limit: "1" }, undefined, healthy, timeoutMs);
         return { ok: true, detail: "" };
       } catch (e) {
         return { ok: false, detail: (e as Error).message };

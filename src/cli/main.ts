@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 import { runApiServer } from "./apiserver.js";
 import { runEtcd } from "./etcd.js";
+import { runHost } from "./host.js";
+import { LAB_COMMANDS, runLabCommand } from "./lab.js";
+import { runLoadBalancer } from "./lb.js";
+import { runTopology } from "./topology.js";
 
 /**
  * The `lab` command. Each subcommand runs in this process: `lab etcd` *is* the member, so the PID
@@ -10,11 +14,22 @@ import { runEtcd } from "./etcd.js";
 const USAGE = `lab: a Kubernetes control-plane lab
 
 Usage:
+  lab up NAME|FILE [--name LAB] [--port N] [--runtime auto|process]
+                       create and start a lab from a topology (lab topology list)
+  lab down [--name LAB]                    remove the lab: every process and file of it
+  lab list | status [-o json]              the labs; one lab's hosts, store members, API servers
+  lab kubeconfig [--merge]                 a kubeconfig for the lab (--merge: into ~/.kube/config)
+  lab etcdctl -- ARGS                      the real etcdctl against the lab's store
+  lab logs [HOST] | exec HOST -- CMD       a host's logs; run a command in a host
+  lab stop|start|restart [HOST]            the whole lab, or one host
   lab etcd [flags]     run one etcd-compatible store member in the foreground
                        (etcd's own flags and ETCD_* variables; lab etcd --help lists them)
   lab apiserver [flags]
                        run a Kubernetes-compatible API server (storage only) over the store
                        (kube-apiserver's flags; lab apiserver --help lists them)
+  lab lb [flags]       a TCP load balancer for API servers (health-checks /readyz)
+  lab topology list|validate|schema
+                       the built-in topologies; check a topology file; its JSON Schema
   lab version          print the lab version and the etcd API level it speaks
   lab --help           this text
 `;
@@ -32,6 +47,12 @@ async function main(argv: string[]): Promise<number> {
       return runEtcd(rest);
     case "apiserver":
       return runApiServer(rest);
+    case "topology":
+      return runTopology(rest);
+    case "lb":
+      return runLoadBalancer(rest);
+    case "host":
+      return runHost(rest);
     case "version":
     case "--version": {
       const { SERVER_VERSION } = await import("../etcd/server/server.js");
@@ -39,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     default:
+      if (LAB_COMMANDS.includes(command)) return runLabCommand(command, rest);
       process.stderr.write(`lab: unknown command "${command}"; run lab --help for the list\n`);
       return 2;
   }
@@ -56,7 +78,7 @@ main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
     // A finished foreground command should not linger on open handles (gRPC timers and the like).
-    if (code !== 0 || (process.argv[2] !== "etcd" && process.argv[2] !== "apiserver"))
+    if (code !== 0 || !["etcd", "apiserver", "lb", "host"].includes(process.argv[2] ?? ""))
       setImmediate(() => process.exit(code));
     else process.exit(code);
   },

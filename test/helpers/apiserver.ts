@@ -26,6 +26,8 @@ export interface ApiServerOptions {
   readonly extraArgs?: readonly string[];
   /** Serve HTTPS with these flags instead of plain HTTP (the caller passes the TLS flags). */
   readonly secure?: boolean;
+  /** The store URLs' scheme (https needs the --etcd-* TLS flags in extraArgs). */
+  readonly scheme?: "http" | "https";
   /** Skip waiting for /readyz (for tests of startup failures). */
   readonly noWait?: boolean;
 }
@@ -35,7 +37,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<Running
   const args = [
     LAB_CLI,
     "apiserver",
-    `--etcd-servers=${options.etcd.map((e) => `http://${e}`).join(",")}`,
+    `--etcd-servers=${options.etcd.map((e) => `${options.scheme ?? "http"}://${e}`).join(",")}`,
     ...(options.secure
       ? [`--secure-port=${port}`, "--bind-address=127.0.0.1"]
       : ["--secure-port=0", `--insecure-port=${port}`]),

@@ -1,0 +1,245 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { Logger } from "../util/logger.js";
+
+/**
+ * A lab host's supervisor: a small kubelet for static pods. It runs every component whose
+ * manifest is in `<root>/etc/kubernetes/manifests` (Pod YAML, as kubeadm writes them), restarts a
+ * component that exits (with backoff), restarts it when its manifest changes and stops it when the
+ * manifest goes: so editing `etcd.yaml` on a host restarts etcd with the new flags, as on a
+ * kubeadm node. Each component is its own process (no wrapper between), under its familiar name.
+ */
+
+export const MANIFEST_SUBDIR = "etc/kubernetes/manifests";
+export const LOG_SUBDIR = "var/log/pods";
+export const STATUS_FILE = "var/run/lab-host.json";
+
+export interface ComponentStatus {
+  readonly name: string;
+  readonly pid: number | undefined;
+  readonly startedAt: string | undefined;
+  readonly restarts: number;
+  readonly lastExit: string | undefined;
+  readonly manifestHash: string;
+}
+
+export interface HostStatus {
+  readonly host: string;
+  readonly pid: number;
+  readonly updatedAt: string;
+  readonly components: readonly ComponentStatus[];
+}
+
+interface Manifest {
+  readonly name: string;
+  readonly command: readonly string[];
+  readonly hash: string;
+}
+
+/** Reads a static pod manifest: the first container's command is what runs. */
+export function readManifest(file: string): Manifest {
+  const text = fs.readFileSync(file, "utf8");
+  const doc = parseYaml(text) as {
+    metadata?: { name?: unknown };
+    spec?: { containers?: { command?: unknown; args?: unknown }[] };
+  } | null;
+  const name = doc?.metadata?.name;
+  const container = doc?.spec?.containers?.[0];
+  const command = [...((container?.command as unknown[]) ?? []), ...((container?.args as unknown[]) ?? [])];
+  if (typeof name !== "string" || name === "") throw new Error(`${file}: metadata.name is required`);
+  if (command.length === 0 || !command.every((c) => typeof c === "string"))
+    throw new Error(`${file}: spec.containers[0].command must be a list of strings`);
+  return { name, command: command as string[], hash: createHash("sha256").update(text).digest("hex").slice(0, 16) };
+}
+
+/** How a familiar command name maps onto this program: `etcd ...` is `lab etcd ...`. */
+export function resolveCommand(
+  command: readonly string[],
+  labMain: string,
+): { file: string; args: string[]; argv0: string } {
+  const [name, ...rest] = command as [string, ...string[]];
+  const sub: Record<string, string> = { etcd: "etcd", "kube-apiserver": "apiserver", "lab-lb": "lb" };
+  if (sub[name]) return { file: process.execPath, args: [labMain, sub[name] as string, ...rest], argv0: name };
+  if (name === "lab") return { file: process.execPath, args: [labMain, ...rest], argv0: "lab" };
+  return { file: name, args: rest, argv0: name };
+}
+
+interface Running {
+  manifest: Manifest;
+  child: ChildProcess | undefined;
+  startedAt: number;
+  restarts: number;
+  lastExit: string | undefined;
+  timer: NodeJS.Timeout | undefined;
+  stopping: boolean;
+}
+
+export class HostSupervisor {
+  private readonly running = new Map<string, Running>();
+  private scanTimer: NodeJS.Timeout | undefined;
+  private watcher: fs.FSWatcher | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly host: string,
+    private readonly root: string,
+    private readonly labMain: string,
+    private readonly logger: Logger,
+  ) {}
+
+  private get manifestDir(): string {
+    return path.join(this.root, MANIFEST_SUBDIR);
+  }
+
+  start(): void {
+    fs.mkdirSync(this.manifestDir, { recursive: true });
+    fs.mkdirSync(path.join(this.root, LOG_SUBDIR), { recursive: true });
+    fs.mkdirSync(path.dirname(path.join(this.root, STATUS_FILE)), { recursive: true });
+    this.scan();
+    try {
+      this.watcher = fs.watch(this.manifestDir, () => this.scan());
+    } catch {
+      // Polling below covers file systems without watch support.
+    }
+    this.scanTimer = setInterval(() => this.scan(), 2_000);
+  }
+
+  /** Compares the manifests on disk with what runs, and reconciles. */
+  scan(): void {
+    if (this.stopped) return;
+    const seen = new Set<string>();
+    let files: string[] = [];
+    try {
+      files = fs.readdirSync(this.manifestDir).filter((f) => f.endsWith(".yaml") || f.endsWith(".yml"));
+    } catch {
+      files = [];
+    }
+    for (const f of files) {
+      let m: Manifest;
+      try {
+        m = readManifest(path.join(this.manifestDir, f));
+      } catch (e) {
+        this.logger.warn("cannot read manifest", { file: f, error: (e as Error).message });
+        continue;
+      }
+      seen.add(m.name);
+      const r = this.running.get(m.name);
+      if (!r) {
+        this.launch({
+          manifest: m,
+          child: undefined,
+          startedAt: 0,
+          restarts: 0,
+          lastExit: undefined,
+          timer: undefined,
+          stopping: false,
+        });
+      } else if (r.manifest.hash !== m.hash) {
+        this.logger.info("manifest changed; restarting", { component: m.name });
+        r.manifest = m;
+        this.restart(r);
+      }
+    }
+    for (const [name, r] of this.running) {
+      if (!seen.has(name)) {
+        this.logger.info("manifest removed; stopping", { component: name });
+        this.running.delete(name);
+        void this.terminate(r);
+      }
+    }
+    this.writeStatus();
+  }
+
+  private launch(r: Running): void {
+    this.running.set(r.manifest.name, r);
+    const { file, args, argv0 } = resolveCommand(r.manifest.command, this.labMain);
+    const log = fs.openSync(path.join(this.root, LOG_SUBDIR, `${r.manifest.name}.log`), "a");
+    const child = spawn(file, args, { argv0, stdio: ["ignore", log, log], env: process.env });
+    fs.closeSync(log);
+    r.child = child;
+    r.startedAt = Date.now();
+    r.stopping = false;
+    this.logger.info("started", { component: r.manifest.name, pid: child.pid });
+    child.once("error", (e) => {
+      r.lastExit = `failed to start: ${e.message}`;
+    });
+    child.once("exit", (code, signal) => {
+      if (r.child !== child) return;
+      r.child = undefined;
+      r.lastExit = signal ? `signal ${signal}` : `exit code ${code}`;
+      this.writeStatus();
+      if (r.stopping || this.stopped || this.running.get(r.manifest.name) !== r) return;
+      // Back off like the kubelet: quick first restart, slower when it keeps failing.
+      const ranMs = Date.now() - r.startedAt;
+      if (ranMs > 10_000) r.restarts = 0;
+      const delay = Math.min(500 * 2 ** Math.min(r.restarts, 5), 10_000);
+      r.restarts++;
+      this.logger.warn("component exited; restarting", { component: r.manifest.name, exit: r.lastExit, inMs: delay });
+      r.timer = setTimeout(() => {
+        r.timer = undefined;
+        if (!this.stopped && this.running.get(r.manifest.name) === r && !r.child) this.launch(r);
+      }, delay);
+    });
+    this.writeStatus();
+  }
+
+  private restart(r: Running): void {
+    void this.terminate(r).then(() => {
+      if (!this.stopped && this.running.get(r.manifest.name) === r) {
+        r.restarts = 0;
+        this.launch(r);
+      }
+    });
+  }
+
+  /** SIGTERM, then SIGKILL after 10 s. */
+  private async terminate(r: Running): Promise<void> {
+    r.stopping = true;
+    if (r.timer) clearTimeout(r.timer);
+    r.timer = undefined;
+    const child = r.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGTERM");
+    const kill = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(kill);
+  }
+
+  status(): HostStatus {
+    return {
+      host: this.host,
+      pid: process.pid,
+      updatedAt: new Date().toISOString(),
+      components: [...this.running.values()].map((r) => ({
+        name: r.manifest.name,
+        pid: r.child?.pid,
+        startedAt: r.child ? new Date(r.startedAt).toISOString() : undefined,
+        restarts: r.restarts,
+        lastExit: r.lastExit,
+        manifestHash: r.manifest.hash,
+      })),
+    };
+  }
+
+  private writeStatus(): void {
+    const file = path.join(this.root, STATUS_FILE);
+    try {
+      fs.writeFileSync(`${file}.tmp`, JSON.stringify(this.status(), null, 2));
+      fs.renameSync(`${file}.tmp`, file);
+    } catch (e) {
+      this.logger.warn("cannot write the status file", { error: (e as Error).message });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.scanTimer) clearInterval(this.scanTimer);
+    this.watcher?.close();
+    await Promise.all([...this.running.values()].map((r) => this.terminate(r)));
+    this.writeStatus();
+  }
+}

@@ -1,0 +1,362 @@
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as https from "node:https";
+import * as net from "node:net";
+import * as path from "node:path";
+import { createLabPki } from "../pki/x509.js";
+import { type Loaded, loadTopologyFile, resolveTopologyRef } from "../topology/load.js";
+import { PKI_DIR, type Plan, type PortName, renderPlan } from "../topology/plan.js";
+import { packageRoot } from "../util/paths.js";
+import { hostRunning, startHost, stopHost } from "./process-runtime.js";
+import { type LabRecord, labDir, portKey, readLab, recordOf, writeLab } from "./state.js";
+
+/**
+ * The lab's lifecycle on the process runtime: up (ports → plan → credentials → files → hosts →
+ * wait for quorum, API servers and load balancer, as an ordered list of steps that share one
+ * context, and a rollback when a step fails), down, stop, start.
+ */
+
+export class LabError extends Error {
+  override name = "LabError";
+}
+
+export interface Progress {
+  step(title: string): void;
+  done(detail?: string): void;
+  fail(detail: string): void;
+}
+
+export const silentProgress: Progress = { step() {}, done() {}, fail() {} };
+
+// ------------------------------------------------------------------------------------- ports
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once("error", () => resolve(false));
+    srv.listen({ host: "127.0.0.1", port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+async function anyFreePort(taken: Set<number>): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer();
+      srv.unref();
+      srv.once("error", reject);
+      srv.listen({ host: "127.0.0.1", port: 0 }, () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    if (!taken.has(port)) {
+      taken.add(port);
+      return port;
+    }
+  }
+}
+
+/** The topology's API port when it is free, or the next free one after it. */
+async function apiPort(wanted: number, explicit: boolean): Promise<number> {
+  if (await portFree(wanted)) return wanted;
+  if (explicit)
+    throw new LabError(
+      `port ${wanted} on 127.0.0.1 is in use; free it, or leave --port out to take the next free port`,
+    );
+  for (let p = wanted + 1; p < Math.min(wanted + 200, 65536); p++) if (await portFree(p)) return p;
+  throw new LabError(`no free port from ${wanted} to ${wanted + 199} on 127.0.0.1 for the API endpoint; pass --port`);
+}
+
+// ------------------------------------------------------------------------------- templates
+
+function template(name: string, values: Record<string, string>): string {
+  const text = fs.readFileSync(path.join(packageRoot(), "templates", name), "utf8");
+  return text.replace(/\{\{(\w+)\}\}/g, (_m, key: string) => {
+    const v = values[key];
+    if (v === undefined) throw new Error(`template ${name}: no value for {{${key}}}`);
+    return v;
+  });
+}
+
+export function staticPodManifest(lab: string, host: string, name: string, command: readonly string[]): string {
+  const lines = command.map((c) => `    - ${JSON.stringify(c)}`).join("\n");
+  return template("static-pod.yaml", { name, lab, host, command: lines });
+}
+
+export function kubeconfigFor(record: LabRecord): string {
+  const pki = path.join(labDir(record.name), "pki");
+  return template("kubeconfig.yaml", {
+    lab: record.name,
+    server: record.apiServerUrl,
+    caData: fs.readFileSync(path.join(pki, "ca.crt")).toString("base64"),
+    token: fs.readFileSync(path.join(pki, "admin.token"), "utf8").trim(),
+  });
+}
+
+// ------------------------------------------------------------------------------------- up
+
+export interface UpOptions {
+  readonly topology: string;
+  readonly name?: string | undefined;
+  readonly port?: number | undefined;
+  readonly waitMs?: number;
+  readonly progress?: Progress;
+}
+
+function writeCredentials(plan: Plan, dir: string): void {
+  const pki = createLabPki({ hostNames: [...plan.certificateNames.dns], ipAddresses: [...plan.certificateNames.ips] });
+  const token = randomBytes(24).toString("hex");
+  const labPki = path.join(dir, "pki");
+  fs.mkdirSync(labPki, { recursive: true, mode: 0o700 });
+  fs.writeFileSync(path.join(labPki, "ca.crt"), pki.ca.certPem);
+  fs.writeFileSync(path.join(labPki, "ca.key"), pki.ca.keyPem, { mode: 0o600 });
+  fs.writeFileSync(path.join(labPki, "admin.token"), `${token}\n`, { mode: 0o600 });
+  for (const h of plan.hosts) {
+    if (h.role !== "control-plane") continue;
+    const hostPki = path.join(h.root, PKI_DIR);
+    fs.mkdirSync(hostPki, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(hostPki, "ca.crt"), pki.ca.certPem);
+    fs.writeFileSync(path.join(hostPki, "apiserver.crt"), pki.apiServer.certPem);
+    fs.writeFileSync(path.join(hostPki, "apiserver.key"), pki.apiServer.keyPem, { mode: 0o600 });
+    fs.writeFileSync(
+      path.join(hostPki, "tokens.csv"),
+      `${token},kubernetes-admin,kubernetes-admin,"system:masters"\n`,
+      { mode: 0o600 },
+    );
+  }
+}
+
+function writeManifests(plan: Plan): void {
+  for (const h of plan.hosts) {
+    for (const c of h.components) {
+      fs.mkdirSync(path.dirname(c.manifest), { recursive: true });
+      fs.writeFileSync(c.manifest, staticPodManifest(plan.lab, h.name, c.name, c.command));
+    }
+  }
+}
+
+export async function up(options: UpOptions): Promise<{ record: LabRecord; loaded: Loaded }> {
+  const progress = options.progress ?? silentProgress;
+  const file = resolveTopologyRef(options.topology);
+  const loaded = loadTopologyFile(file);
+  const name = options.name ?? loaded.topology.name;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 40)
+    throw new LabError(`--name ${name}: a lab name is lower-case letters, digits and '-' (at most 40)`);
+  const dir = labDir(name);
+  if (fs.existsSync(path.join(dir, "lab.json"))) {
+    const existing = readLab(name);
+    const running = existing.hosts.some(hostRunning);
+    throw new LabError(
+      `lab "${name}" already exists (${running ? "running" : "stopped"}); ${running ? "use it, or" : `lab start --name ${name} starts it again, or`} lab down --name ${name} removes it, or pick another --name`,
+    );
+  }
+  const waitMs = options.waitMs ?? 60_000;
+  let record: LabRecord | undefined;
+  try {
+    progress.step("Choosing ports on 127.0.0.1");
+    const taken = new Set<number>();
+    const api = await apiPort(options.port ?? loaded.topology.ports.apiServer, options.port !== undefined);
+    taken.add(api);
+    const ports: Record<string, number> = {};
+    const wanted: { host: string; listener: PortName }[] = [];
+    const draft = renderPlan(loaded.topology, {
+      lab: name,
+      runtime: "process",
+      apiHostPort: api,
+      portFor: (host, listener) => {
+        wanted.push({ host, listener });
+        return 1;
+      },
+      hostRoot: (h) => path.join(dir, "hosts", h),
+    });
+    const singleApi = !loaded.topology.loadBalancer.enabled;
+    for (const { host, listener } of wanted) {
+      const key = portKey(host, listener);
+      if (ports[key] !== undefined) continue;
+      // Without a load balancer, the first API server listens on the API endpoint itself.
+      ports[key] =
+        singleApi && listener === "apiserver" && host === draft.hosts[0]?.name ? api : await anyFreePort(taken);
+    }
+    const plan = renderPlan(loaded.topology, {
+      lab: name,
+      runtime: "process",
+      apiHostPort: api,
+      portFor: (host, listener) => ports[portKey(host, listener)] as number,
+      hostRoot: (h) => path.join(dir, "hosts", h),
+    });
+    progress.done(`API endpoint ${plan.apiServerUrl}`);
+
+    progress.step("Writing credentials and manifests");
+    fs.mkdirSync(dir, { recursive: true });
+    record = recordOf(plan, file, ports);
+    writeLab(record);
+    writeCredentials(plan, dir);
+    writeManifests(plan);
+    progress.done();
+
+    progress.step(`Starting ${plan.hosts.length} hosts`);
+    for (const h of record.hosts) startHost(record, h);
+    writeLab(record);
+    progress.done(record.hosts.map((h) => `${h.name} (pid ${h.pid})`).join(", "));
+
+    await waitReady(record, plan, waitMs, progress);
+    return { record, loaded };
+  } catch (e) {
+    // Nothing half-created stays behind.
+    if (record) {
+      for (const h of record.hosts) await stopHost(h);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------- health
+
+function httpGet(url: string, ca?: Buffer, token?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const mod = u.protocol === "https:" ? https : http;
+    const req = mod.get(
+      url,
+      {
+        timeout: 2_000,
+        ...(ca ? { ca } : {}),
+        ...(token ? { headers: { Authorization: `Bearer ${token}` } } : {}),
+      },
+      (res) => {
+        let body = "";
+        res.on("data", (d: Buffer) => {
+          body += d.toString();
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("timed out")));
+    req.on("error", reject);
+  });
+}
+
+async function waitFor(what: string, deadline: number, check: () => Promise<string | undefined>): Promise<void> {
+  let last = "";
+  for (;;) {
+    try {
+      const problem = await check();
+      if (problem === undefined) return;
+      last = problem;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    if (Date.now() > deadline) throw new LabError(`${what} not ready in time (last: ${last})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function waitReady(record: LabRecord, plan: Plan, waitMs: number, progress: Progress): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  const ca = fs.readFileSync(path.join(labDir(record.name), "pki", "ca.crt"));
+  const hostsAlive = (): string | undefined => {
+    const dead = record.hosts.filter((h) => !hostRunning(h));
+    return dead.length > 0 ? `host supervisor ${dead.map((h) => h.name).join(", ")} exited` : undefined;
+  };
+  progress.step(`Store: ${record.etcdEndpoints.length} member(s) and a leader`);
+  await waitFor("the store", deadline, async () => {
+    const dead = hostsAlive();
+    if (dead) throw new LabError(dead);
+    for (const e of record.etcdEndpoints) {
+      const r = await httpGet(`${e}/health`);
+      if (!r.body.includes('"health":"true"')) return `${e}: ${r.body.trim()}`;
+    }
+    return undefined;
+  });
+  progress.done();
+  const apiServers = plan.hosts.flatMap((h) =>
+    h.components.filter((c) => c.name === "kube-apiserver").map((c) => `https://127.0.0.1:${c.ports[0]?.port}`),
+  );
+  progress.step(`API servers: ${apiServers.length} ready`);
+  await waitFor("the API servers", deadline, async () => {
+    for (const url of apiServers) {
+      const r = await httpGet(`${url}/readyz`, ca);
+      if (r.status !== 200) return `${url}/readyz: ${r.status}`;
+    }
+    return undefined;
+  });
+  progress.done();
+  if (plan.topology.loadBalancer.enabled) {
+    progress.step("Load balancer");
+    await waitFor("the load balancer", deadline, async () => {
+      const r = await httpGet(`${record.apiServerUrl}/readyz`, ca);
+      return r.status === 200 ? undefined : `${record.apiServerUrl}/readyz: ${r.status}`;
+    });
+    progress.done(record.apiServerUrl);
+  }
+}
+
+// ------------------------------------------------------------------------ down, stop, start
+
+export async function down(name: string): Promise<LabRecord> {
+  const record = readLab(name);
+  for (const h of record.hosts) await stopHost(h);
+  fs.rmSync(labDir(name), { recursive: true, force: true });
+  return record;
+}
+
+function hostsNamed(record: LabRecord, host: string | undefined) {
+  if (host === undefined) return record.hosts;
+  const h = record.hosts.find((x) => x.name === host);
+  if (!h)
+    throw new LabError(
+      `lab ${record.name} has no host "${host}"; its hosts: ${record.hosts.map((x) => x.name).join(", ")}`,
+    );
+  return [h];
+}
+
+export async function stop(name: string, host?: string): Promise<LabRecord> {
+  const record = readLab(name);
+  for (const h of hostsNamed(record, host)) await stopHost(h);
+  if (host === undefined) record.state = "stopped";
+  writeLab(record);
+  return record;
+}
+
+export async function start(
+  name: string,
+  host?: string,
+  waitMs = 60_000,
+  progress: Progress = silentProgress,
+): Promise<LabRecord> {
+  const record = readLab(name);
+  const hosts = hostsNamed(record, host);
+  // Ports were chosen at up and are kept, so kubeconfigs stay valid: they must still be free.
+  const busy: string[] = [];
+  for (const h of hosts) {
+    if (hostRunning(h)) continue;
+    for (const [key, port] of Object.entries(record.ports))
+      if (key.startsWith(`${h.name}/`) && !(await portFree(port))) busy.push(`${key} (${port})`);
+  }
+  if (busy.length > 0)
+    throw new LabError(`cannot start: ports of lab ${name} are taken by other programs: ${busy.join(", ")}`);
+  for (const h of hosts) startHost(record, h);
+  record.state = "up";
+  writeLab(record);
+  if (host === undefined) {
+    const plan = renderPlan(record.topology, {
+      lab: record.name,
+      runtime: "process",
+      apiHostPort: record.apiHostPort,
+      portFor: (h, l) => record.ports[portKey(h, l)] as number,
+      hostRoot: (h) => path.join(labDir(record.name), "hosts", h),
+    });
+    await waitReady(record, plan, waitMs, progress);
+  }
+  return record;
+}
+
+export async function restart(name: string, host?: string, progress: Progress = silentProgress): Promise<LabRecord> {
+  await stop(name, host);
+  return start(name, host, 60_000, progress);
+}
+
+export { httpGet };
