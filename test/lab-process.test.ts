@@ -98,7 +98,7 @@ describe.each([
   it("keeps its data across lab stop and lab start, on the same endpoint", async () => {
     const before = fs.readFileSync(kubeconfig, "utf8");
     await ok(["stop", "--name", name]);
-    expect(processesOf(name)).toEqual([]);
+    expect(processesOf(name), (await lab(["logs", "--name", name])).stdout).toEqual([]);
     await ok(["start", "--name", name]);
     expect(await ok(["kubeconfig", "--name", name])).toBe(before);
     const r = await k(["get", "configmap", "hello", "-o", "jsonpath={.data.greeting}"]);
@@ -107,8 +107,9 @@ describe.each([
 
   it("lab down leaves no process or file of the lab", async () => {
     expect(processesOf(name).length).toBeGreaterThan(0);
+    const logs = (await lab(["logs", "--name", name])).stdout;
     expect(await ok(["down", "--name", name])).toBe(`Deleted lab ${name}\n`);
-    expect(processesOf(name)).toEqual([]);
+    expect(processesOf(name), logs).toEqual([]);
     expect(fs.existsSync(path.join(home, "labs", name))).toBe(false);
     const after = await lab(["status", "--name", name]);
     expect(after.code).toBe(1);

@@ -28,13 +28,22 @@ export async function runHost(argv: readonly string[]): Promise<number> {
   const logger = createLogger("info", { host: name, ...(flags.get("lab") ? { lab: flags.get("lab") } : {}) });
   const supervisor = new HostSupervisor(name, root, LAB_MAIN, logger);
   supervisor.start();
+  process.on("exit", (code) => logger.info("host supervisor exits", { code }));
   logger.info("host supervisor running", { pid: process.pid, root });
   return new Promise<number>((resolve) => {
+    let stopping = false;
     const shutdown = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       logger.info("stopping the host", { signal });
       void supervisor.stop().then(() => resolve(0));
     };
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
-    process.once("SIGINT", () => shutdown("SIGINT"));
+    // A supervisor that fails takes its components down with it rather than orphaning them.
+    process.on("uncaughtException", (e) => {
+      logger.error("host supervisor failed; stopping its components", { error: e.stack ?? e.message });
+      void supervisor.stop().then(() => process.exit(1));
+    });
+    process.on("SIGTERM", () => shutdown("SIGTERM"));
+    process.on("SIGINT", () => shutdown("SIGINT"));
   });
 }

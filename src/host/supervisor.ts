@@ -101,6 +101,12 @@ export class HostSupervisor {
     this.scan();
     try {
       this.watcher = fs.watch(this.manifestDir, () => this.scan());
+      // Out of inotify watches and the like: polling below still notices changes.
+      this.watcher.on("error", (e) => {
+        this.logger.warn("manifest watch failed; polling only", { error: e.message });
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
     } catch {
       // Polling below covers file systems without watch support.
     }
@@ -157,7 +163,12 @@ export class HostSupervisor {
     this.running.set(r.manifest.name, r);
     const { file, args, argv0 } = resolveCommand(r.manifest.command, this.labMain);
     const log = fs.openSync(path.join(this.root, LOG_SUBDIR, `${r.manifest.name}.log`), "a");
-    const child = spawn(file, args, { argv0, stdio: ["ignore", log, log], env: process.env });
+    // LAB_HOST_ROOT marks the host's processes, so a lab can always find (and stop) its own.
+    const child = spawn(file, args, {
+      argv0,
+      stdio: ["ignore", log, log],
+      env: { ...process.env, LAB_HOST_ROOT: this.root },
+    });
     fs.closeSync(log);
     r.child = child;
     r.startedAt = Date.now();

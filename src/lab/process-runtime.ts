@@ -57,8 +57,50 @@ export function startHost(lab: LabRecord, host: HostRecord): number {
   return host.pid;
 }
 
+/**
+ * Processes that belong to a host: their command line names a path inside the host's root
+ * (--root, --data-dir, certificate files), which no other program's does.
+ */
+export function processesOfHost(host: HostRecord): number[] {
+  const marker = `${host.root}/`;
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      if (cmdline.includes(marker) || cmdline.split("\0").includes(`--root=${host.root}`)) {
+        pids.push(Number(entry));
+        continue;
+      }
+      const environ = fs.readFileSync(`/proc/${entry}/environ`, "utf8");
+      if (environ.split("\0").includes(`LAB_HOST_ROOT=${host.root}`)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
 /** Stops a host's supervisor (it stops its components first); waits until it is gone. */
 export async function stopHost(host: HostRecord, timeoutMs = 20_000): Promise<void> {
+  await stopSupervisor(host, timeoutMs);
+  // Components whose supervisor died (crash, SIGKILL) are still the host's: stop them too.
+  const left = processesOfHost(host);
+  for (const pid of left) signal(pid, "SIGTERM");
+  const deadline = Date.now() + 10_000;
+  while (processesOfHost(host).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  for (const pid of processesOfHost(host)) signal(pid, "SIGKILL");
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+async function stopSupervisor(host: HostRecord, timeoutMs: number): Promise<void> {
   if (!hostRunning(host)) {
     host.pid = 0;
     return;
