@@ -1,12 +1,13 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { serviceOf } from "../etcd/proto.js";
-import { down, httpGet, kubeconfigFor, LabError, type Progress, restart, start, stop, up } from "../lab/lifecycle.js";
-import { hostLogs, hostRunning, hostStatus } from "../lab/process-runtime.js";
+import { dockerExec, dockerExecCapture } from "../lab/docker/runtime.js";
+import { down, kubeconfigFor, LabError, type Progress, probeUrls, restart, start, stop, up } from "../lab/lifecycle.js";
+import { componentsOf, execIn, isHostRunning, logsOf } from "../lab/runtime.js";
 import { type LabRecord, labDir, listLabs, NoSuchLabError, readLab } from "../lab/state.js";
 import { formatDiagnostic, TopologyError } from "../topology/load.js";
 
@@ -28,6 +29,7 @@ export const LAB_COMMANDS = [
   "restart",
   "kubeconfig",
   "etcdctl",
+  "probe",
 ];
 
 interface Parsed {
@@ -37,7 +39,7 @@ interface Parsed {
   readonly rest: string[];
 }
 
-const VALUE_FLAGS = new Set(["name", "runtime", "port", "o", "output", "wait"]);
+const VALUE_FLAGS = new Set(["name", "runtime", "port", "o", "output", "wait", "base-image", "ca"]);
 const BOOL_FLAGS = new Set(["merge", "json"]);
 
 function parse(argv: readonly string[]): Parsed {
@@ -108,17 +110,6 @@ function checklist(): Progress {
   };
 }
 
-function pickRuntime(p: Parsed): string {
-  const runtime = p.flags.get("runtime") ?? "auto";
-  if (runtime === "process") return "the process runtime (asked for with --runtime process)";
-  if (runtime === "docker")
-    throw new LabError(
-      "the Docker runtime is not available in this version of lab yet; use --runtime process (or leave --runtime out)",
-    );
-  if (runtime !== "auto") throw new LabError(`--runtime ${runtime}: choose auto, docker or process`);
-  return "the process runtime (auto: this version of lab runs labs as local processes)";
-}
-
 // -------------------------------------------------------------------------------- commands
 
 async function cmdUp(p: Parsed): Promise<number> {
@@ -129,13 +120,23 @@ async function cmdUp(p: Parsed): Promise<number> {
   const port = portText !== undefined ? Number(portText) : undefined;
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535))
     throw new LabError(`--port ${portText}: a port from 1 to 65535`);
-  const why = pickRuntime(p);
-  process.stdout.write(`Creating lab ${p.flags.get("name") ?? ref} on ${why}\n`);
+  const runtime = p.flags.get("runtime") ?? "auto";
+  if (runtime !== "auto" && runtime !== "docker" && runtime !== "process")
+    throw new LabError(`--runtime ${runtime}: choose auto, docker or process`);
   const started = Date.now();
   const progress = checklist();
   let record: LabRecord;
   try {
-    ({ record } = await up({ topology: ref, name: p.flags.get("name"), port, progress }));
+    ({ record } = await up({
+      topology: ref,
+      name: p.flags.get("name"),
+      port,
+      runtime,
+      baseImage: p.flags.get("base-image"),
+      progress,
+      onRuntime: (kind, why) =>
+        process.stdout.write(`Creating lab ${p.flags.get("name") ?? ref} on the ${kind} runtime (${why})\n`),
+    }));
   } catch (e) {
     if (e instanceof LabError) progress.fail(e.message);
     throw e;
@@ -165,19 +166,22 @@ async function cmdDown(p: Parsed): Promise<number> {
   return 0;
 }
 
-function cmdList(p: Parsed): number {
-  const labs = listLabs().map((n) => {
+async function cmdList(p: Parsed): Promise<number> {
+  const labs: { name: string; runtime: string; topology: string; hosts: number; running: number; endpoint: string }[] =
+    [];
+  for (const n of listLabs()) {
     const r = readLab(n);
-    const running = r.hosts.filter(hostRunning).length;
-    return {
+    let running = 0;
+    for (const h of r.hosts) if (await isHostRunning(r, h)) running++;
+    labs.push({
       name: n,
       runtime: r.runtime,
       topology: path.basename(r.topologyFile, ".yaml"),
       hosts: r.hosts.length,
       running,
       endpoint: r.apiServerUrl,
-    };
-  });
+    });
+  }
   if (wantsJson(p)) {
     process.stdout.write(`${JSON.stringify(labs, null, 2)}\n`);
     return 0;
@@ -257,39 +261,110 @@ function memberStatus(endpoint: string): Promise<MemberStatus> {
   });
 }
 
+/**
+ * Endpoints for etcdctl as host:port: with an http:// scheme etcdctl sends it in the HTTP/2
+ * :authority, which our store's HTTP/2 layer refuses (a known difference from etcd).
+ */
+function etcdctlEndpoints(record: LabRecord): string {
+  return record.etcdEndpoints.map((e) => e.replace(/^https?:\/\//, "")).join(",");
+}
+
+/** Store members seen from inside a control-plane host (Docker: the store network is internal). */
+function membersInside(record: LabRecord): MemberStatus[] {
+  const host = record.hosts.find((h) => h.role === "control-plane")?.name as string;
+  const r = dockerExecCapture(host, [
+    "etcdctl",
+    `--endpoints=${etcdctlEndpoints(record)}`,
+    "endpoint",
+    "status",
+    "-w",
+    "json",
+  ]);
+  // etcdctl prints member IDs as JSON numbers beyond 2^53: read them as strings.
+  let parsed: {
+    Endpoint: string;
+    Status: { header: { member_id: string; revision: number }; leader: string; raftTerm: number; dbSize: number };
+  }[] = [];
+  try {
+    parsed = JSON.parse(r.stdout.replace(/([:[,]\s*)(\d{16,})(?=\s*[,}\]])/g, '$1"$2"'));
+  } catch {
+    parsed = [];
+  }
+  return record.etcdEndpoints.map((endpoint) => {
+    const s = parsed.find((x) => `http://${x.Endpoint}` === endpoint);
+    if (!s)
+      return {
+        endpoint,
+        id: "",
+        leader: false,
+        term: "",
+        revision: "",
+        dbSize: "",
+        error: r.stderr.trim().split("\n").pop() ?? "no answer",
+      };
+    return {
+      endpoint,
+      id: BigInt(s.Status.header.member_id).toString(16),
+      leader: String(s.Status.leader) === String(s.Status.header.member_id),
+      term: String(s.Status.raftTerm),
+      revision: String(s.Status.header.revision),
+      dbSize: String(s.Status.dbSize),
+      error: "",
+    };
+  });
+}
+
 async function cmdStatus(p: Parsed): Promise<number> {
   const record = readLab(labName(p));
   const ca = fs.readFileSync(path.join(labDir(record.name), "pki", "ca.crt"));
-  const hosts = record.hosts.map((h) => ({
-    name: h.name,
-    role: h.role,
-    running: hostRunning(h),
-    pid: hostRunning(h) ? h.pid : 0,
-    components: (hostRunning(h) ? (hostStatus(h)?.components ?? []) : []).map((c) => ({
-      name: c.name,
-      pid: c.pid ?? 0,
-      restarts: c.restarts,
-      lastExit: c.lastExit ?? "",
-    })),
-  }));
-  const members = await Promise.all(record.etcdEndpoints.map(memberStatus));
+  const hosts: {
+    name: string;
+    role: string;
+    running: boolean;
+    pid: number;
+    components: { name: string; pid: number; restarts: number; lastExit: string }[];
+  }[] = [];
+  for (const h of record.hosts) {
+    const running = await isHostRunning(record, h);
+    const components = await componentsOf(record, h);
+    hosts.push({
+      name: h.name,
+      role: h.role,
+      running,
+      pid: running && record.runtime === "process" ? h.pid : 0,
+      components: components.map((c) => ({
+        name: c.name,
+        pid: c.pid ?? 0,
+        restarts: c.restarts,
+        lastExit: c.lastExit ?? "",
+      })),
+    });
+  }
+  const members =
+    record.runtime === "docker" ? membersInside(record) : await Promise.all(record.etcdEndpoints.map(memberStatus));
+  const apiTargets =
+    record.runtime === "docker"
+      ? record.hosts
+          .filter((h) => h.role === "control-plane")
+          .map((h) => ({ host: h.name, url: `https://${h.name}:6443` }))
+      : Object.entries(record.ports)
+          .filter(([k]) => k.endsWith("/apiserver"))
+          .map(([k, port]) => ({ host: k.split("/")[0] as string, url: `https://127.0.0.1:${port}` }));
   const apiServers = await Promise.all(
-    Object.entries(record.ports)
-      .filter(([k]) => k.endsWith("/apiserver"))
-      .map(async ([k, port]) => {
-        const url = `https://127.0.0.1:${port}`;
-        try {
-          const r = await httpGet(`${url}/readyz`, ca);
-          return {
-            host: k.split("/")[0] as string,
-            url,
-            ready: r.status === 200,
-            detail: r.status === 200 ? "" : r.body.trim(),
-          };
-        } catch (e) {
-          return { host: k.split("/")[0] as string, url, ready: false, detail: (e as Error).message };
-        }
-      }),
+    apiTargets.map(async ({ host, url }) => {
+      if (record.runtime === "docker") {
+        const r = dockerExecCapture(host, [
+          "/usr/local/bin/node",
+          "/lab/dist/src/cli/main.js",
+          "probe",
+          "--ca=/etc/kubernetes/pki/ca.crt",
+          `${url}/readyz`,
+        ]);
+        return { host, url, ready: r.code === 0, detail: r.code === 0 ? "" : (r.stdout + r.stderr).trim() };
+      }
+      const problem = await probeUrls([`${url}/readyz`], ca);
+      return { host, url, ready: problem === undefined, detail: problem ?? "" };
+    }),
   );
   const status = {
     name: record.name,
@@ -346,7 +421,7 @@ async function cmdStatus(p: Parsed): Promise<number> {
   return 0;
 }
 
-function cmdLogs(p: Parsed): number {
+async function cmdLogs(p: Parsed): Promise<number> {
   const record = readLab(labName(p));
   const host = p.positional[0];
   const hosts = host ? record.hosts.filter((h) => h.name === host) : record.hosts;
@@ -354,11 +429,11 @@ function cmdLogs(p: Parsed): number {
     throw new LabError(
       `lab ${record.name} has no host "${host}"; its hosts: ${record.hosts.map((h) => h.name).join(", ")}`,
     );
-  for (const h of hosts) process.stdout.write(`${hostLogs(h)}\n`);
+  for (const h of hosts) process.stdout.write(`${await logsOf(record, h)}\n`);
   return 0;
 }
 
-function cmdExec(p: Parsed): Promise<number> {
+async function cmdExec(p: Parsed): Promise<number> {
   const record = readLab(labName(p));
   const hostName = p.positional[0];
   const h = record.hosts.find((x) => x.name === hostName);
@@ -366,20 +441,12 @@ function cmdExec(p: Parsed): Promise<number> {
     throw new LabError(
       `lab exec HOST -- COMMAND: lab ${record.name} has hosts ${record.hosts.map((x) => x.name).join(", ")}`,
     );
-  const cmd = p.rest.length > 0 ? p.rest : [process.env.SHELL || "/bin/sh"];
-  // On the process runtime a host is a directory: the command runs there, with its endpoints in the environment.
-  const etcdEndpoints = record.etcdEndpoints.join(",");
-  return new Promise((resolve) => {
-    const child = spawn(cmd[0] as string, cmd.slice(1), {
-      cwd: h.root,
-      stdio: "inherit",
-      env: { ...process.env, LAB_HOST: h.name, ETCDCTL_API: "3", ETCDCTL_ENDPOINTS: etcdEndpoints },
-    });
-    child.on("error", (e) => {
-      process.stderr.write(`lab exec: ${e.message}\n`);
-      resolve(127);
-    });
-    child.on("exit", (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  const cmd = p.rest.length > 0 ? p.rest : record.runtime === "docker" ? ["/bin/sh"] : [process.env.SHELL || "/bin/sh"];
+  // On the process runtime a host is a directory: the command runs there, with the store's endpoints at hand.
+  return execIn(record, h, cmd, {
+    LAB_HOST: h.name,
+    ETCDCTL_API: "3",
+    ETCDCTL_ENDPOINTS: etcdctlEndpoints(record),
   });
 }
 
@@ -421,19 +488,35 @@ function cmdKubeconfig(p: Parsed): number {
   return 0;
 }
 
-function cmdEtcdctl(p: Parsed): number {
+async function cmdEtcdctl(p: Parsed): Promise<number> {
   const record = readLab(labName(p));
+  if (record.runtime === "docker") {
+    // The store's network is internal: etcdctl runs inside a control-plane host.
+    const host = record.hosts.find((h) => h.role === "control-plane")?.name as string;
+    return dockerExec(host, ["etcdctl", `--endpoints=${etcdctlEndpoints(record)}`, ...p.rest], false);
+  }
   const found = spawnSync("sh", ["-c", "command -v etcdctl"], { encoding: "utf8" });
   const etcdctl = found.stdout.trim();
   if (!etcdctl)
     throw new LabError(
       "etcdctl is not installed: on Debian or Ubuntu, sudo apt-get install etcd-client; or download etcd's release and put etcdctl on PATH",
     );
-  const r = spawnSync(etcdctl, [`--endpoints=${record.etcdEndpoints.join(",")}`, ...p.rest], {
+  const r = spawnSync(etcdctl, [`--endpoints=${etcdctlEndpoints(record)}`, ...p.rest], {
     stdio: "inherit",
     env: { ...process.env, ETCDCTL_API: "3" },
   });
   return r.status ?? 1;
+}
+
+/** `lab probe [--ca FILE] URL...`: exit 0 when every URL is healthy (used inside lab hosts). */
+async function cmdProbe(p: Parsed): Promise<number> {
+  const caFile = p.flags.get("ca");
+  const problem = await probeUrls(p.positional, caFile ? fs.readFileSync(caFile) : undefined);
+  if (problem) {
+    process.stdout.write(`${problem}\n`);
+    return 1;
+  }
+  return 0;
 }
 
 export async function runLabCommand(command: string, argv: readonly string[]): Promise<number> {
@@ -445,11 +528,13 @@ export async function runLabCommand(command: string, argv: readonly string[]): P
       case "down":
         return await cmdDown(p);
       case "list":
-        return cmdList(p);
+        return await cmdList(p);
+      case "probe":
+        return await cmdProbe(p);
       case "status":
         return await cmdStatus(p);
       case "logs":
-        return cmdLogs(p);
+        return await cmdLogs(p);
       case "exec":
         return await cmdExec(p);
       case "stop":
@@ -459,7 +544,7 @@ export async function runLabCommand(command: string, argv: readonly string[]): P
       case "kubeconfig":
         return cmdKubeconfig(p);
       case "etcdctl":
-        return cmdEtcdctl(p);
+        return await cmdEtcdctl(p);
       default:
         throw new LabError(`unknown command ${command}`);
     }

@@ -14,9 +14,10 @@ import { runTopology } from "./topology.js";
 const USAGE = `lab: a Kubernetes control-plane lab
 
 Usage:
-  lab up NAME|FILE [--name LAB] [--port N] [--runtime auto|process]
-                       create and start a lab from a topology (lab topology list)
-  lab down [--name LAB]                    remove the lab: every process and file of it
+  lab up NAME|FILE [--name LAB] [--port N] [--runtime auto|docker|process] [--base-image IMAGE]
+                       create and start a lab from a topology (lab topology list); auto picks
+                       Docker when an engine answers, local processes otherwise
+  lab down [--name LAB]                    remove the lab: everything of it, nothing else
   lab list | status [-o json]              the labs; one lab's hosts, store members, API servers
   lab kubeconfig [--merge]                 a kubeconfig for the lab (--merge: into ~/.kube/config)
   lab etcdctl -- ARGS                      the real etcdctl against the lab's store

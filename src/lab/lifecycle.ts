@@ -6,13 +6,14 @@ import * as net from "node:net";
 import * as path from "node:path";
 import { createLabPki } from "../pki/x509.js";
 import { type Loaded, loadTopologyFile, resolveTopologyRef } from "../topology/load.js";
-import { PKI_DIR, type Plan, type PortName, renderPlan } from "../topology/plan.js";
+import { MANIFEST_DIR, PKI_DIR, type Plan, type PortName, type RuntimeKind, renderPlan } from "../topology/plan.js";
 import { packageRoot } from "../util/paths.js";
-import { hostRunning, startHost, stopHost } from "./process-runtime.js";
+import { createDockerLab, dockerAvailable, dockerExecCapture } from "./docker/runtime.js";
+import { isHostRunning, removeRuntimeObjects, startOneHost, stopOneHost } from "./runtime.js";
 import { type LabRecord, labDir, portKey, readLab, recordOf, writeLab } from "./state.js";
 
 /**
- * The lab's lifecycle on the process runtime: up (ports → plan → credentials → files → hosts →
+ * The lab's lifecycle on either runtime: up (ports → plan → credentials → files → hosts →
  * wait for quorum, API servers and load balancer, as an ordered list of steps that share one
  * context, and a rollback when a step fails), down, stop, start.
  */
@@ -101,8 +102,29 @@ export interface UpOptions {
   readonly topology: string;
   readonly name?: string | undefined;
   readonly port?: number | undefined;
+  readonly runtime?: "auto" | RuntimeKind | undefined;
+  readonly baseImage?: string | undefined;
   readonly waitMs?: number;
   readonly progress?: Progress;
+  /** Told which runtime was picked and why. */
+  readonly onRuntime?: (runtime: RuntimeKind, why: string) => void;
+}
+
+/** Where a host's files live on this machine: its root (process) or what is mounted at /etc/kubernetes (docker). */
+export function filesRoot(lab: string, _runtime: RuntimeKind, host: string): string {
+  return path.join(labDir(lab), "hosts", host);
+}
+
+export async function pickRuntime(wanted: "auto" | RuntimeKind): Promise<{ runtime: RuntimeKind; why: string }> {
+  if (wanted === "process") return { runtime: "process", why: "asked for with --runtime process" };
+  const docker = await dockerAvailable();
+  if (wanted === "docker") {
+    if (!docker.ok) throw new LabError(`--runtime docker: ${docker.why}; start dockerd, or use --runtime process`);
+    return { runtime: "docker", why: "asked for with --runtime docker" };
+  }
+  return docker.ok
+    ? { runtime: "docker", why: `auto: ${docker.why}` }
+    : { runtime: "process", why: `auto: ${docker.why}, so the lab runs as local processes` };
 }
 
 function writeCredentials(plan: Plan, dir: string): void {
@@ -115,7 +137,7 @@ function writeCredentials(plan: Plan, dir: string): void {
   fs.writeFileSync(path.join(labPki, "admin.token"), `${token}\n`, { mode: 0o600 });
   for (const h of plan.hosts) {
     if (h.role !== "control-plane") continue;
-    const hostPki = path.join(h.root, PKI_DIR);
+    const hostPki = path.join(filesRoot(plan.lab, plan.runtime, h.name), PKI_DIR);
     fs.mkdirSync(hostPki, { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(hostPki, "ca.crt"), pki.ca.certPem);
     fs.writeFileSync(path.join(hostPki, "apiserver.crt"), pki.apiServer.certPem);
@@ -130,10 +152,10 @@ function writeCredentials(plan: Plan, dir: string): void {
 
 function writeManifests(plan: Plan): void {
   for (const h of plan.hosts) {
-    for (const c of h.components) {
-      fs.mkdirSync(path.dirname(c.manifest), { recursive: true });
-      fs.writeFileSync(c.manifest, staticPodManifest(plan.lab, h.name, c.name, c.command));
-    }
+    const dir = path.join(filesRoot(plan.lab, plan.runtime, h.name), MANIFEST_DIR);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const c of h.components)
+      fs.writeFileSync(path.join(dir, `${c.name}.yaml`), staticPodManifest(plan.lab, h.name, c.name, c.command));
   }
 }
 
@@ -147,45 +169,54 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
   const dir = labDir(name);
   if (fs.existsSync(path.join(dir, "lab.json"))) {
     const existing = readLab(name);
-    const running = existing.hosts.some(hostRunning);
+    let running = false;
+    for (const h of existing.hosts) running ||= await isHostRunning(existing, h);
     throw new LabError(
       `lab "${name}" already exists (${running ? "running" : "stopped"}); ${running ? "use it, or" : `lab start --name ${name} starts it again, or`} lab down --name ${name} removes it, or pick another --name`,
     );
   }
-  const waitMs = options.waitMs ?? 60_000;
+  const { runtime, why } = await pickRuntime(options.runtime ?? "auto");
+  options.onRuntime?.(runtime, why);
+  const waitMs = options.waitMs ?? (runtime === "docker" ? 120_000 : 60_000);
   let record: LabRecord | undefined;
+  let created = false;
   try {
     progress.step("Choosing ports on 127.0.0.1");
     const taken = new Set<number>();
     const api = await apiPort(options.port ?? loaded.topology.ports.apiServer, options.port !== undefined);
     taken.add(api);
     const ports: Record<string, number> = {};
-    const wanted: { host: string; listener: PortName }[] = [];
-    const draft = renderPlan(loaded.topology, {
-      lab: name,
-      runtime: "process",
-      apiHostPort: api,
-      portFor: (host, listener) => {
-        wanted.push({ host, listener });
-        return 1;
-      },
-      hostRoot: (h) => path.join(dir, "hosts", h),
-    });
-    const singleApi = !loaded.topology.loadBalancer.enabled;
-    for (const { host, listener } of wanted) {
-      const key = portKey(host, listener);
-      if (ports[key] !== undefined) continue;
-      // Without a load balancer, the first API server listens on the API endpoint itself.
-      ports[key] =
-        singleApi && listener === "apiserver" && host === draft.hosts[0]?.name ? api : await anyFreePort(taken);
+    let plan: Plan;
+    if (runtime === "process") {
+      const wanted: { host: string; listener: PortName }[] = [];
+      const draft = renderPlan(loaded.topology, {
+        lab: name,
+        runtime,
+        apiHostPort: api,
+        portFor: (host, listener) => {
+          wanted.push({ host, listener });
+          return 1;
+        },
+        hostRoot: (h) => filesRoot(name, runtime, h),
+      });
+      const singleApi = !loaded.topology.loadBalancer.enabled;
+      for (const { host, listener } of wanted) {
+        const key = portKey(host, listener);
+        if (ports[key] !== undefined) continue;
+        // Without a load balancer, the first API server listens on the API endpoint itself.
+        ports[key] =
+          singleApi && listener === "apiserver" && host === draft.hosts[0]?.name ? api : await anyFreePort(taken);
+      }
+      plan = renderPlan(loaded.topology, {
+        lab: name,
+        runtime,
+        apiHostPort: api,
+        portFor: (host, listener) => ports[portKey(host, listener)] as number,
+        hostRoot: (h) => filesRoot(name, runtime, h),
+      });
+    } else {
+      plan = renderPlan(loaded.topology, { lab: name, runtime, apiHostPort: api });
     }
-    const plan = renderPlan(loaded.topology, {
-      lab: name,
-      runtime: "process",
-      apiHostPort: api,
-      portFor: (host, listener) => ports[portKey(host, listener)] as number,
-      hostRoot: (h) => path.join(dir, "hosts", h),
-    });
     progress.done(`API endpoint ${plan.apiServerUrl}`);
 
     progress.step("Writing credentials and manifests");
@@ -196,17 +227,29 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
     writeManifests(plan);
     progress.done();
 
+    if (runtime === "docker") {
+      progress.step("Node image, networks, volumes and containers");
+      created = true;
+      const made = await createDockerLab(plan, (h) => filesRoot(name, runtime, h), {
+        ...(options.baseImage ? { baseImage: options.baseImage } : {}),
+      });
+      progress.done(`${made.image}${made.imageBuilt ? ` (built in ${made.imageSeconds.toFixed(1)}s)` : ""}`);
+    }
     progress.step(`Starting ${plan.hosts.length} hosts`);
-    for (const h of record.hosts) startHost(record, h);
+    created = true;
+    for (const h of record.hosts) await startOneHost(record, h);
     writeLab(record);
-    progress.done(record.hosts.map((h) => `${h.name} (pid ${h.pid})`).join(", "));
+    progress.done(record.hosts.map((h) => (runtime === "process" ? `${h.name} (pid ${h.pid})` : h.name)).join(", "));
 
     await waitReady(record, plan, waitMs, progress);
     return { record, loaded };
   } catch (e) {
     // Nothing half-created stays behind.
-    if (record) {
-      for (const h of record.hosts) await stopHost(h);
+    if (record && created) {
+      for (const h of record.hosts) await stopOneHost(record, h).catch(() => undefined);
+      await removeRuntimeObjects(record).catch(() => undefined);
+    } else if (runtime === "docker" && created) {
+      await removeRuntimeObjects({ name, runtime } as LabRecord).catch(() => undefined);
     }
     fs.rmSync(dir, { recursive: true, force: true });
     throw e;
@@ -254,51 +297,78 @@ async function waitFor(what: string, deadline: number, check: () => Promise<stri
   }
 }
 
+/**
+ * Checks URLs from where they are reachable: this machine (process runtime) or inside the first
+ * control-plane host (Docker: the store's network is internal). Returns the first problem.
+ */
+async function probe(record: LabRecord, urls: readonly string[]): Promise<string | undefined> {
+  if (record.runtime === "docker") {
+    const host = record.hosts.find((h) => h.role === "control-plane")?.name as string;
+    const r = dockerExecCapture(host, [
+      "/usr/local/bin/node",
+      "/lab/dist/src/cli/main.js",
+      "probe",
+      "--ca=/etc/kubernetes/pki/ca.crt",
+      ...urls,
+    ]);
+    return r.code === 0 ? undefined : (r.stdout + r.stderr).trim() || `probe exited ${r.code}`;
+  }
+  const ca = fs.readFileSync(path.join(labDir(record.name), "pki", "ca.crt"));
+  return probeUrls(urls, ca);
+}
+
+/** GETs each URL: /health must say "health":"true", anything else must answer 200. */
+export async function probeUrls(urls: readonly string[], ca: Buffer | undefined): Promise<string | undefined> {
+  for (const url of urls) {
+    try {
+      const r = await httpGet(url, ca);
+      if (url.endsWith("/health") ? !r.body.includes('"health":"true"') : r.status !== 200)
+        return `${url}: ${r.status} ${r.body.trim().slice(0, 200)}`;
+    } catch (e) {
+      return `${url}: ${(e as Error).message}`;
+    }
+  }
+  return undefined;
+}
+
 async function waitReady(record: LabRecord, plan: Plan, waitMs: number, progress: Progress): Promise<void> {
   const deadline = Date.now() + waitMs;
-  const ca = fs.readFileSync(path.join(labDir(record.name), "pki", "ca.crt"));
-  const hostsAlive = (): string | undefined => {
-    const dead = record.hosts.filter((h) => !hostRunning(h));
-    return dead.length > 0 ? `host supervisor ${dead.map((h) => h.name).join(", ")} exited` : undefined;
+  const hostsAlive = async (): Promise<string | undefined> => {
+    const dead: string[] = [];
+    for (const h of record.hosts) if (!(await isHostRunning(record, h))) dead.push(h.name);
+    return dead.length > 0 ? `host ${dead.join(", ")} is not running (lab logs shows why)` : undefined;
   };
   progress.step(`Store: ${record.etcdEndpoints.length} member(s) and a leader`);
   await waitFor("the store", deadline, async () => {
-    const dead = hostsAlive();
+    const dead = await hostsAlive();
     if (dead) throw new LabError(dead);
-    for (const e of record.etcdEndpoints) {
-      const r = await httpGet(`${e}/health`);
-      if (!r.body.includes('"health":"true"')) return `${e}: ${r.body.trim()}`;
-    }
-    return undefined;
+    return probe(
+      record,
+      record.etcdEndpoints.map((e) => `${e}/health`),
+    );
   });
   progress.done();
   const apiServers = plan.hosts.flatMap((h) =>
-    h.components.filter((c) => c.name === "kube-apiserver").map((c) => `https://127.0.0.1:${c.ports[0]?.port}`),
+    h.components
+      .filter((c) => c.name === "kube-apiserver")
+      .map((c) => `https://${record.runtime === "docker" ? h.name : "127.0.0.1"}:${c.ports[0]?.port}/readyz`),
   );
   progress.step(`API servers: ${apiServers.length} ready`);
-  await waitFor("the API servers", deadline, async () => {
-    for (const url of apiServers) {
-      const r = await httpGet(`${url}/readyz`, ca);
-      if (r.status !== 200) return `${url}/readyz: ${r.status}`;
-    }
-    return undefined;
-  });
+  await waitFor("the API servers", deadline, () => probe(record, apiServers));
   progress.done();
-  if (plan.topology.loadBalancer.enabled) {
-    progress.step("Load balancer");
-    await waitFor("the load balancer", deadline, async () => {
-      const r = await httpGet(`${record.apiServerUrl}/readyz`, ca);
-      return r.status === 200 ? undefined : `${record.apiServerUrl}/readyz: ${r.status}`;
-    });
-    progress.done(record.apiServerUrl);
-  }
+  // The endpoint as users reach it: through the load balancer, or the published port.
+  const ca = fs.readFileSync(path.join(labDir(record.name), "pki", "ca.crt"));
+  progress.step(plan.topology.loadBalancer.enabled ? "Load balancer" : "API endpoint");
+  await waitFor("the API endpoint", deadline, () => probeUrls([`${record.apiServerUrl}/readyz`], ca));
+  progress.done(record.apiServerUrl);
 }
 
 // ------------------------------------------------------------------------ down, stop, start
 
 export async function down(name: string): Promise<LabRecord> {
   const record = readLab(name);
-  for (const h of record.hosts) await stopHost(h);
+  for (const h of record.hosts) await stopOneHost(record, h);
+  await removeRuntimeObjects(record);
   fs.rmSync(labDir(name), { recursive: true, force: true });
   return record;
 }
@@ -315,7 +385,7 @@ function hostsNamed(record: LabRecord, host: string | undefined) {
 
 export async function stop(name: string, host?: string): Promise<LabRecord> {
   const record = readLab(name);
-  for (const h of hostsNamed(record, host)) await stopHost(h);
+  for (const h of hostsNamed(record, host)) await stopOneHost(record, h);
   if (host === undefined) record.state = "stopped";
   writeLab(record);
   return record;
@@ -332,23 +402,39 @@ export async function start(
   // Ports were chosen at up and are kept, so kubeconfigs stay valid: they must still be free.
   const busy: string[] = [];
   for (const h of hosts) {
-    if (hostRunning(h)) continue;
+    if (await isHostRunning(record, h)) continue;
     for (const [key, port] of Object.entries(record.ports))
       if (key.startsWith(`${h.name}/`) && !(await portFree(port))) busy.push(`${key} (${port})`);
   }
   if (busy.length > 0)
     throw new LabError(`cannot start: ports of lab ${name} are taken by other programs: ${busy.join(", ")}`);
-  for (const h of hosts) startHost(record, h);
+  const publisher = record.hosts.find((h) => h.role === "load-balancer") ?? record.hosts[0];
+  if (
+    record.runtime === "docker" &&
+    publisher &&
+    hosts.includes(publisher) &&
+    !(await isHostRunning(record, publisher)) &&
+    !(await portFree(record.apiHostPort))
+  )
+    busy.push(`the API endpoint (${record.apiHostPort})`);
+  if (busy.length > 0)
+    throw new LabError(`cannot start: ports of lab ${name} are taken by other programs: ${busy.join(", ")}`);
+  for (const h of hosts) await startOneHost(record, h);
   record.state = "up";
   writeLab(record);
   if (host === undefined) {
-    const plan = renderPlan(record.topology, {
-      lab: record.name,
-      runtime: "process",
-      apiHostPort: record.apiHostPort,
-      portFor: (h, l) => record.ports[portKey(h, l)] as number,
-      hostRoot: (h) => path.join(labDir(record.name), "hosts", h),
-    });
+    const plan = renderPlan(
+      record.topology,
+      record.runtime === "docker"
+        ? { lab: record.name, runtime: "docker", apiHostPort: record.apiHostPort }
+        : {
+            lab: record.name,
+            runtime: "process",
+            apiHostPort: record.apiHostPort,
+            portFor: (h, l) => record.ports[portKey(h, l)] as number,
+            hostRoot: (h) => filesRoot(record.name, "process", h),
+          },
+    );
     await waitReady(record, plan, waitMs, progress);
   }
   return record;
