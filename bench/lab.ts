@@ -1,9 +1,11 @@
 /**
- * Lab lifecycle timings on the process runtime: time from `lab up TOPOLOGY` to ready (the store
- * has a leader, every API server's /readyz and the load balancer answer), time for `lab down`,
- * and the memory (RSS) of the whole running lab: every host supervisor and component process.
+ * Lab lifecycle timings: time from `lab up TOPOLOGY` to ready (the store has a leader, every API
+ * server's /readyz and the endpoint answer), time for `lab down`, and the memory (RSS) of the
+ * whole running lab: every host supervisor and component process (on Docker, every process in
+ * the lab's containers). Process runtime always; Docker when an engine answers: one cold round
+ * (the node image removed first, so it is built) and warm rounds.
  *
- *   npm run bench:lab                      # 5 rounds of stacked-ha, plus one round of each topology
+ *   npm run bench:lab                      # 5 rounds of stacked-ha per runtime, one of each other topology
  *   LAB_BENCH_ROUNDS=2 npm run bench:lab   # a quick run
  *
  * Runs the built CLI with a private LAB_HOME in a temp dir. Not a test: nothing here asserts a speed.
@@ -13,6 +15,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { LAB_CLI, median, removeDir, tempDir } from "./common.js";
+
+type Runtime = "process" | "docker";
 
 const ROUNDS = Number(process.env.LAB_BENCH_ROUNDS ?? 5);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1)
@@ -28,24 +32,63 @@ function lab(args: string[]): { ms: number; stdout: string } {
   return { ms, stdout: r.stdout };
 }
 
-/** Sum of RSS over every process whose command line mentions the lab's directory. */
-function labRssBytes(name: string): { bytes: number; processes: number } {
-  const dir = path.join(home, "labs", name);
-  let bytes = 0;
-  let processes = 0;
+function rssKb(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Every process on the machine with its parent. */
+function processTable(): Map<number, number> {
+  const parents = new Map<number, number>();
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (!fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(dir)) continue;
-      const status = fs.readFileSync(`/proc/${entry}/status`, "utf8");
-      const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
-      bytes += kb * 1024;
-      processes++;
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
     } catch {
       // gone
     }
   }
-  return { bytes, processes };
+  return parents;
+}
+
+/** Sum of RSS over the lab's processes: by its directory (process runtime) or its containers' process trees. */
+function labRssBytes(name: string, runtime: Runtime): { bytes: number; processes: number } {
+  const pids = new Set<number>();
+  if (runtime === "process") {
+    const dir = path.join(home, "labs", name);
+    for (const entry of fs.readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        if (fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(dir)) pids.add(Number(entry));
+      } catch {
+        // gone
+      }
+    }
+  } else {
+    const ids = spawnSync("docker", ["ps", "-q", "--filter", `label=lab.dev/lab=${name}`], { encoding: "utf8" })
+      .stdout.split("\n")
+      .filter(Boolean);
+    const roots = ids.map((id) =>
+      Number(spawnSync("docker", ["inspect", "-f", "{{.State.Pid}}", id], { encoding: "utf8" }).stdout.trim()),
+    );
+    const parents = processTable();
+    for (const r of roots) pids.add(r);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const [pid, ppid] of parents)
+        if (!pids.has(pid) && pids.has(ppid)) {
+          pids.add(pid);
+          grew = true;
+        }
+    }
+  }
+  let kb = 0;
+  for (const pid of pids) kb += rssKb(pid);
+  return { bytes: kb * 1024, processes: pids.size };
 }
 
 interface Round {
@@ -55,39 +98,54 @@ interface Round {
   processes: number;
 }
 
-function round(topology: string): Round {
+function round(topology: string, runtime: Runtime): Round {
   const name = `bench-${topology}`;
-  const up = lab(["up", topology, "--name", name]);
+  const up = lab(["up", topology, "--name", name, "--runtime", runtime]);
   // Let the lab settle (first compaction timers, JIT) before measuring memory.
   spawnSync("sleep", ["2"]);
-  const rss = labRssBytes(name);
+  const rss = labRssBytes(name, runtime);
   const down = lab(["down", "--name", name]);
   return { upMs: up.ms, downMs: down.ms, rssMb: rss.bytes / 1024 / 1024, processes: rss.processes };
 }
 
+function dockerAnswers(): boolean {
+  return spawnSync("docker", ["info"], { stdio: "ignore" }).status === 0;
+}
+
+function line(label: string, rounds: Round[]): string {
+  const n = rounds.length;
+  return `| ${label}${n > 1 ? ` (median of ${n})` : ""} | ${(median(rounds.map((r) => r.upMs)) / 1000).toFixed(2)} s | ${(median(rounds.map((r) => r.downMs)) / 1000).toFixed(2)} s | ${median(rounds.map((r) => r.rssMb)).toFixed(0)} MB (${rounds[0]?.processes} processes) |`;
+}
+
 function main(): void {
-  console.log(
-    `machine: ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? "?"}), node ${process.version}; process runtime`,
-  );
+  console.log(`machine: ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? "?"}), node ${process.version}`);
   const rows: string[] = [];
+  const runtimes: Runtime[] = dockerAnswers() ? ["process", "docker"] : ["process"];
+  if (runtimes.length === 1) console.log("no Docker Engine answers: process runtime only");
   try {
-    const ha: Round[] = [];
-    for (let i = 0; i < ROUNDS; i++) ha.push(round("stacked-ha"));
-    rows.push(
-      `| stacked-ha (median of ${ROUNDS}) | ${(median(ha.map((r) => r.upMs)) / 1000).toFixed(2)} s | ${(median(ha.map((r) => r.downMs)) / 1000).toFixed(2)} s | ${median(ha.map((r) => r.rssMb)).toFixed(0)} MB (${ha[0]?.processes} processes) |`,
-    );
-    for (const t of ["stacked-single", "external-single", "external-ha"]) {
-      const r = round(t);
-      rows.push(
-        `| ${t} | ${(r.upMs / 1000).toFixed(2)} s | ${(r.downMs / 1000).toFixed(2)} s | ${r.rssMb.toFixed(0)} MB (${r.processes} processes) |`,
-      );
+    for (const runtime of runtimes) {
+      if (runtime === "docker") {
+        // Cold: no node image yet, so up builds it.
+        const images = spawnSync("docker", ["images", "-q", "--filter", "label=lab.dev/image=node"], {
+          encoding: "utf8",
+        })
+          .stdout.split("\n")
+          .filter(Boolean);
+        if (images.length > 0) spawnSync("docker", ["rmi", "-f", ...images], { stdio: "ignore" });
+        rows.push(line("docker: stacked-ha, cold (image build)", [round("stacked-ha", runtime)]));
+      }
+      const warm: Round[] = [];
+      for (let i = 0; i < ROUNDS; i++) warm.push(round("stacked-ha", runtime));
+      rows.push(line(`${runtime}: stacked-ha${runtime === "docker" ? ", warm" : ""}`, warm));
+      for (const t of ["stacked-single", "external-single", "external-ha"])
+        rows.push(line(`${runtime}: ${t}`, [round(t, runtime)]));
     }
   } finally {
     for (const n of fs.existsSync(path.join(home, "labs")) ? fs.readdirSync(path.join(home, "labs")) : [])
       spawnSync(process.execPath, [LAB_CLI, "down", "--name", n], { env });
     removeDir(home);
   }
-  console.log("\n| topology | lab up → ready | lab down | RSS of the running lab |\n|---|---|---|---|");
+  console.log("\n| runtime: topology | lab up → ready | lab down | RSS of the running lab |\n|---|---|---|---|");
   for (const r of rows) console.log(r);
 }
 

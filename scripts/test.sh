@@ -29,6 +29,8 @@ if ! docker info >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ] && { command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ]; }; then
     echo "test: starting dockerd"
     nohup "$(command -v dockerd || echo /usr/sbin/dockerd)" >/tmp/lab-dockerd.log 2>&1 &
+    # The suite owns this daemon: the Docker tests may restart it (and only then).
+    export LAB_TEST_DOCKERD_PID=$!
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { echo "test: dockerd did not start; see /tmp/lab-dockerd.log" >&2; exit 1; }
   else

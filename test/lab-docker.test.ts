@@ -1,4 +1,6 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { defineLabSuite, labHarness } from "./helpers/lab-suite.js";
 
@@ -76,3 +78,59 @@ describe("the Docker runtime's layout", () => {
 });
 
 defineLabSuite("docker", harness, running, leftovers);
+
+/**
+ * A restart of the Docker daemon, only when this test run started the daemon (npm test does when
+ * none answered, and exports its PID): an HA lab comes back by itself with its data.
+ */
+const ownedDockerd = Number(process.env.LAB_TEST_DOCKERD_PID ?? 0);
+if (ownedDockerd > 0) {
+  describe("a Docker daemon restart", () => {
+    it("an HA lab comes back with its data", async () => {
+      const { ok, home } = harness;
+      await ok(["up", "stacked-ha", "--name", "daemon", "--runtime", "docker"]);
+      try {
+        const kubeconfig = path.join(home, "daemon.kubeconfig");
+        fs.writeFileSync(kubeconfig, await ok(["kubeconfig", "--name", "daemon"]));
+        const kubectl = (args: string[]) =>
+          execFileSync(kubectlPath(), [`--kubeconfig=${kubeconfig}`, ...args], {
+            encoding: "utf8",
+            env: { ...process.env, HOME: home },
+          });
+        expect(kubectl(["create", "configmap", "survivor", "--from-literal=a=1"])).toBe("configmap/survivor created\n");
+        process.kill(ownedDockerd, "SIGTERM");
+        for (let i = 0; i < 600 && fs.existsSync(`/proc/${ownedDockerd}`); i++)
+          await new Promise((r) => setTimeout(r, 100));
+        const log = fs.openSync("/tmp/lab-dockerd.log", "a");
+        const daemon = spawn(fs.existsSync("/usr/sbin/dockerd") ? "/usr/sbin/dockerd" : "dockerd", [], {
+          detached: true,
+          stdio: ["ignore", log, log],
+        });
+        daemon.unref();
+        let back = "";
+        for (let i = 0; i < 240; i++) {
+          try {
+            back = kubectl(["get", "configmap", "survivor", "-o", "jsonpath={.data.a}"]);
+            if (back === "1") break;
+          } catch {
+            // the daemon, the containers or the API are still coming back
+          }
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        expect(back).toBe("1");
+        const status = JSON.parse(await ok(["status", "--name", "daemon", "-o", "json"]));
+        expect(status.hosts.every((h: { running: boolean }) => h.running)).toBe(true);
+        expect(status.members.filter((m: { leader: boolean }) => m.leader)).toHaveLength(1);
+      } finally {
+        await ok(["down", "--name", "daemon"]);
+      }
+    });
+  });
+}
+
+function kubectlPath(): string {
+  const dir = path.dirname(
+    execFileSync("sh", ["-c", 'readlink -f "$(command -v kubectl)"'], { encoding: "utf8" }).trim(),
+  );
+  return path.join(dir, "kubectl.1.33");
+}

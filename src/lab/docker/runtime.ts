@@ -57,6 +57,7 @@ export async function createDockerLab(
     ...(o.baseImage ? { baseImage: o.baseImage } : {}),
     ...(o.log ? { log: o.log } : {}),
   });
+  if (image.built) await pruneNodeImages(docker, image.ref);
   const labels = { [LABEL_LAB]: plan.lab };
   for (const n of plan.networks) {
     await docker.createNetwork({
@@ -69,6 +70,23 @@ export async function createDockerLab(
   }
   for (const h of plan.hosts) await createContainer(docker, plan, h, image.ref, filesRoot(h.name));
   return { image: image.ref, imageBuilt: image.built, imageSeconds: image.seconds };
+}
+
+/**
+ * Each rebuilt project gets a new node image (~150 MB): remove the older ones that no container
+ * uses (an image in use by any lab, running or stopped, stays).
+ */
+async function pruneNodeImages(docker: Dockerode, keep: string): Promise<void> {
+  const images = await docker.listImages({ filters: { label: ["lab.dev/image=node"] } });
+  for (const img of images) {
+    if ((img.RepoTags ?? []).includes(keep)) continue;
+    const users = await docker.listContainers({ all: true, filters: { ancestor: [img.Id] } });
+    if (users.length > 0) continue;
+    await docker
+      .getImage(img.Id)
+      .remove({ force: false })
+      .catch(() => undefined);
+  }
 }
 
 async function createContainer(
