@@ -17,21 +17,6 @@ import { formatDiagnostic, TopologyError } from "../topology/load.js";
  * topology's name for `up`); `-o json` on the read commands.
  */
 
-export const LAB_COMMANDS = [
-  "up",
-  "down",
-  "list",
-  "status",
-  "logs",
-  "exec",
-  "stop",
-  "start",
-  "restart",
-  "kubeconfig",
-  "etcdctl",
-  "probe",
-];
-
 interface Parsed {
   readonly positional: string[];
   readonly flags: Map<string, string>;

@@ -1,14 +1,10 @@
 #!/usr/bin/env node
-import { runApiServer } from "./apiserver.js";
-import { runEtcd } from "./etcd.js";
-import { runHost } from "./host.js";
-import { LAB_COMMANDS, runLabCommand } from "./lab.js";
-import { runLoadBalancer } from "./lb.js";
-import { runTopology } from "./topology.js";
+import { LAB_COMMANDS } from "./commands.js";
 
 /**
  * The `lab` command. Each subcommand runs in this process: `lab etcd` *is* the member, so the PID
- * that started it is the PID that failure drills signal.
+ * that started it is the PID that failure drills signal. Subcommands are imported on demand:
+ * a store member should not pay (in start time and memory) for the Docker client or the API server.
  */
 
 const USAGE = `lab: a Kubernetes control-plane lab
@@ -45,15 +41,15 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     case "etcd":
-      return runEtcd(rest);
+      return (await import("./etcd.js")).runEtcd(rest);
     case "apiserver":
-      return runApiServer(rest);
+      return (await import("./apiserver.js")).runApiServer(rest);
     case "topology":
-      return runTopology(rest);
+      return (await import("./topology.js")).runTopology(rest);
     case "lb":
-      return runLoadBalancer(rest);
+      return (await import("./lb.js")).runLoadBalancer(rest);
     case "host":
-      return runHost(rest);
+      return (await import("./host.js")).runHost(rest);
     case "version":
     case "--version": {
       const { SERVER_VERSION } = await import("../etcd/server/server.js");
@@ -61,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      if (LAB_COMMANDS.includes(command)) return runLabCommand(command, rest);
+      if (LAB_COMMANDS.includes(command)) return (await import("./lab.js")).runLabCommand(command, rest);
       process.stderr.write(`lab: unknown command "${command}"; run lab --help for the list\n`);
       return 2;
   }
