@@ -83,3 +83,27 @@ describe("bad input", () => {
     }
   });
 });
+
+describe("several labs side by side", () => {
+  it("runs two labs at once; lab down of one leaves the other untouched", async () => {
+    await ok(["up", "stacked-single", "--name", "side-a", "--port", String(await freePort())]);
+    await ok(["up", "external-single", "--name", "side-b", "--port", String(await freePort())]);
+    try {
+      const listed = JSON.parse(await ok(["list", "-o", "json"]));
+      expect(
+        listed.map((l: { name: string; running: number; hosts: number }) => `${l.name} ${l.running}/${l.hosts}`),
+      ).toEqual(["side-a 1/1", "side-b 2/2"]);
+      const a = JSON.parse(await ok(["status", "--name", "side-a", "-o", "json"]));
+      const b = JSON.parse(await ok(["status", "--name", "side-b", "-o", "json"]));
+      expect(a.endpoint).not.toBe(b.endpoint);
+      await ok(["down", "--name", "side-a"]);
+      expect(processesOf(home, "side-a")).toEqual([]);
+      const still = JSON.parse(await ok(["status", "--name", "side-b", "-o", "json"]));
+      expect(still.apiServers.every((s: { ready: boolean }) => s.ready)).toBe(true);
+      expect(still.members.filter((m: { leader: boolean }) => m.leader)).toHaveLength(1);
+    } finally {
+      await lab(["down", "--name", "side-a"]);
+      await ok(["down", "--name", "side-b"]);
+    }
+  });
+});
