@@ -134,3 +134,26 @@ function kubectlPath(): string {
   );
   return path.join(dir, "kubectl.1.33");
 }
+
+describe("a failed image build", () => {
+  it("says what Docker said and leaves nothing behind", async () => {
+    const { lab, home } = harness;
+    // A malformed reference fails in the engine itself (nothing is pulled: no registry is reachable).
+    const r = await lab([
+      "up",
+      "stacked-single",
+      "--name",
+      "badimage",
+      "--runtime",
+      "docker",
+      "--base-image",
+      "Invalid/Ref:1",
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^lab up: docker build of lab\/node:\w+ failed: .*invalid reference format.*check --base-image/m,
+    );
+    expect(await leftovers("badimage")).toEqual([]);
+    expect(fs.existsSync(path.join(home, "labs", "badimage"))).toBe(false);
+  });
+});

@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { kubectlBinary } from "./helpers/apiserver.js";
 import { defineLabSuite, freePort, labHarness, processesOf } from "./helpers/lab-suite.js";
 import { LAB_CLI, run } from "./helpers/nodes.js";
 
@@ -96,6 +97,21 @@ describe("several labs side by side", () => {
       const a = JSON.parse(await ok(["status", "--name", "side-a", "-o", "json"]));
       const b = JSON.parse(await ok(["status", "--name", "side-b", "-o", "json"]));
       expect(a.endpoint).not.toBe(b.endpoint);
+      // --merge adds each lab's context to the user's kubeconfig, as kind does.
+      const merged = path.join(home, "merged-kubeconfig");
+      fs.writeFileSync(merged, "apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\n");
+      for (const n of ["side-a", "side-b"]) {
+        const r = await run(process.execPath, [LAB_CLI, "kubeconfig", "--merge", "--name", n], {
+          env: { LAB_HOME: home, KUBECONFIG: merged },
+        });
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).toContain(`Set kubectl context to "lab-${n}"`);
+      }
+      const kubectl = (args: string[]) =>
+        run(kubectlBinary("1.33"), [`--kubeconfig=${merged}`, ...args], { env: { HOME: home } });
+      expect((await kubectl(["config", "current-context"])).stdout).toBe("lab-side-b\n");
+      const viaA = await kubectl(["--context=lab-side-a", "get", "namespace", "default", "-o", "name"]);
+      expect(viaA.stdout, viaA.stderr).toBe("namespace/default\n");
       await ok(["down", "--name", "side-a"]);
       expect(processesOf(home, "side-a")).toEqual([]);
       const still = JSON.parse(await ok(["status", "--name", "side-b", "-o", "json"]));

@@ -230,9 +230,17 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
     if (runtime === "docker") {
       progress.step("Node image, networks, volumes and containers");
       created = true;
-      const made = await createDockerLab(plan, (h) => filesRoot(name, runtime, h), {
-        ...(options.baseImage ? { baseImage: options.baseImage } : {}),
-      });
+      let made: Awaited<ReturnType<typeof createDockerLab>>;
+      try {
+        made = await createDockerLab(plan, (h) => filesRoot(name, runtime, h), {
+          ...(options.baseImage ? { baseImage: options.baseImage } : {}),
+        });
+      } catch (e) {
+        const message = (e as Error).message.replace(/^Error: /, "");
+        throw new LabError(
+          `${message}${options.baseImage ? "; check --base-image (it must be an image this Docker Engine has or can pull)" : ""}`,
+        );
+      }
       progress.done(`${made.image}${made.imageBuilt ? ` (built in ${made.imageSeconds.toFixed(1)}s)` : ""}`);
     }
     progress.step(`Starting ${plan.hosts.length} hosts`);
