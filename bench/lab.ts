@@ -1,12 +1,15 @@
 /**
  * Lab lifecycle timings: time from `lab up TOPOLOGY` to ready (the store has a leader, every API
- * server's /readyz and the endpoint answer), time for `lab down`, and the memory (RSS) of the
- * whole running lab: every host supervisor and component process (on Docker, every process in
- * the lab's containers). Process runtime always; Docker when an engine answers: one cold round
- * (the node image removed first, so it is built) and warm rounds.
+ * server's /readyz and the endpoint answer), time for `lab down`, and the memory of the whole
+ * running lab (every host supervisor and component process; on Docker, every process in the lab's
+ * containers) three ways: the plain sum of RSS, the resident pages with shared code counted once,
+ * and the host's MemAvailable drop per lab with several labs side by side. Process runtime always;
+ * Docker when an engine answers: one cold round (the node image removed first, so it is built)
+ * and warm rounds.
  *
  *   npm run bench:lab                      # 5 rounds of stacked-ha per runtime, one of each other topology
  *   LAB_BENCH_ROUNDS=2 npm run bench:lab   # a quick run
+ *   LAB_BENCH_SIDE_BY_SIDE=10 npm run bench:lab   # labs side by side for the host-memory figure (5)
  *
  * Runs the built CLI with a private LAB_HOME in a temp dir. Not a test: nothing here asserts a speed.
  */
@@ -55,8 +58,43 @@ function processTable(): Map<number, number> {
   return parents;
 }
 
+/**
+ * The lab's resident memory counted as the host pays for it: every process's private (anonymous)
+ * pages, plus each file-backed region (the Node.js binary and its libraries, mapped by every
+ * process of the lab) once, by device, inode and offset. A plain sum of RSS counts that shared
+ * code once per process (11 times in stacked-ha).
+ */
+function residentOnceKb(pids: Iterable<number>): number {
+  let anonymous = 0;
+  const fileRegions = new Map<string, number>();
+  for (const pid of pids) {
+    let smaps: string;
+    try {
+      smaps = fs.readFileSync(`/proc/${pid}/smaps`, "utf8");
+    } catch {
+      continue; // gone
+    }
+    let key: string | undefined;
+    for (const row of smaps.split("\n")) {
+      const header = /^[0-9a-f]+-[0-9a-f]+ \S+ ([0-9a-f]+) (\S+) (\d+)/.exec(row);
+      if (header) {
+        key = header[3] === "0" ? undefined : `${header[2]}:${header[3]}:${header[1]}`;
+        continue;
+      }
+      const rss = /^Rss:\s+(\d+) kB/.exec(row);
+      if (!rss) continue;
+      const kb = Number(rss[1]);
+      if (key === undefined) anonymous += kb;
+      else fileRegions.set(key, Math.max(fileRegions.get(key) ?? 0, kb));
+    }
+  }
+  let files = 0;
+  for (const kb of fileRegions.values()) files += kb;
+  return anonymous + files;
+}
+
 /** Sum of RSS over the lab's processes: by its directory (process runtime) or its containers' process trees. */
-function labRssBytes(name: string, runtime: Runtime): { bytes: number; processes: number } {
+function labRssBytes(name: string, runtime: Runtime): { bytes: number; onceBytes: number; processes: number } {
   const pids = new Set<number>();
   if (runtime === "process") {
     const dir = path.join(home, "labs", name);
@@ -88,13 +126,14 @@ function labRssBytes(name: string, runtime: Runtime): { bytes: number; processes
   }
   let kb = 0;
   for (const pid of pids) kb += rssKb(pid);
-  return { bytes: kb * 1024, processes: pids.size };
+  return { bytes: kb * 1024, onceBytes: residentOnceKb(pids) * 1024, processes: pids.size };
 }
 
 interface Round {
   upMs: number;
   downMs: number;
   rssMb: number;
+  onceMb: number;
   processes: number;
 }
 
@@ -105,7 +144,13 @@ function round(topology: string, runtime: Runtime): Round {
   spawnSync("sleep", ["2"]);
   const rss = labRssBytes(name, runtime);
   const down = lab(["down", "--name", name]);
-  return { upMs: up.ms, downMs: down.ms, rssMb: rss.bytes / 1024 / 1024, processes: rss.processes };
+  return {
+    upMs: up.ms,
+    downMs: down.ms,
+    rssMb: rss.bytes / 1024 / 1024,
+    onceMb: rss.onceBytes / 1024 / 1024,
+    processes: rss.processes,
+  };
 }
 
 function dockerAnswers(): boolean {
@@ -114,7 +159,36 @@ function dockerAnswers(): boolean {
 
 function line(label: string, rounds: Round[]): string {
   const n = rounds.length;
-  return `| ${label}${n > 1 ? ` (median of ${n})` : ""} | ${(median(rounds.map((r) => r.upMs)) / 1000).toFixed(2)} s | ${(median(rounds.map((r) => r.downMs)) / 1000).toFixed(2)} s | ${median(rounds.map((r) => r.rssMb)).toFixed(0)} MB (${rounds[0]?.processes} processes) |`;
+  return `| ${label}${n > 1 ? ` (median of ${n})` : ""} | ${(median(rounds.map((r) => r.upMs)) / 1000).toFixed(2)} s | ${(median(rounds.map((r) => r.downMs)) / 1000).toFixed(2)} s | ${median(rounds.map((r) => r.rssMb)).toFixed(0)} MB (${rounds[0]?.processes} processes) | ${median(rounds.map((r) => r.onceMb)).toFixed(0)} MB |`;
+}
+
+const SIDE_BY_SIDE = Number(process.env.LAB_BENCH_SIDE_BY_SIDE ?? 5);
+const hostCost: string[] = [];
+
+function memAvailableKb(): number {
+  return Number(/MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync("/proc/meminfo", "utf8"))?.[1] ?? 0);
+}
+
+/**
+ * What a workshop host pays per lab: MemAvailable before and after starting several stacked-ha
+ * labs side by side (settled for a few seconds), divided by their number. Page cache the labs
+ * write (logs, data) counts too.
+ */
+function sideBySide(runtime: Runtime): number {
+  spawnSync("sync");
+  const before = memAvailableKb();
+  const names: string[] = [];
+  try {
+    for (let i = 0; i < SIDE_BY_SIDE; i++) {
+      const name = `bench-side-${i}`;
+      lab(["up", "stacked-ha", "--name", name, "--runtime", runtime]);
+      names.push(name);
+    }
+    spawnSync("sleep", ["3"]);
+    return (before - memAvailableKb()) / 1024 / SIDE_BY_SIDE;
+  } finally {
+    for (const n of names) lab(["down", "--name", n]);
+  }
 }
 
 function main(): void {
@@ -139,14 +213,21 @@ function main(): void {
       rows.push(line(`${runtime}: stacked-ha${runtime === "docker" ? ", warm" : ""}`, warm));
       for (const t of ["stacked-single", "external-single", "external-ha"])
         rows.push(line(`${runtime}: ${t}`, [round(t, runtime)]));
+      hostCost.push(`| ${runtime} | ${sideBySide(runtime).toFixed(0)} MB |`);
     }
   } finally {
     for (const n of fs.existsSync(path.join(home, "labs")) ? fs.readdirSync(path.join(home, "labs")) : [])
       spawnSync(process.execPath, [LAB_CLI, "down", "--name", n], { env });
     removeDir(home);
   }
-  console.log("\n| runtime: topology | lab up → ready | lab down | RSS of the running lab |\n|---|---|---|---|");
+  console.log(
+    "\n| runtime: topology | lab up → ready | lab down | RSS of the running lab (sum) | resident, shared code once |\n|---|---|---|---|---|",
+  );
   for (const r of rows) console.log(r);
+  console.log(
+    `\n| runtime | host memory per stacked-ha lab, ${SIDE_BY_SIDE} side by side (MemAvailable drop / ${SIDE_BY_SIDE}) |\n|---|---|`,
+  );
+  for (const r of hostCost) console.log(r);
 }
 
 main();

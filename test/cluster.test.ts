@@ -31,6 +31,16 @@ describe("a three-member cluster", () => {
     expect(table.stdout.split("\n").filter((l) => /\|\s+true\s+\|/.test(l))).toHaveLength(1);
   });
 
+  it("fast-forwards the election clock on boot once both peers answer (--initial-election-tick-advance)", async () => {
+    await cluster.waitLeader();
+    for (const m of cluster.members) {
+      const line = m.output.split("\n").find((l) => l.includes("fast-forwarded election ticks"));
+      expect(line, `${m.name} output:\n${m.output.slice(-2000)}`).toBeDefined();
+      // --election-timeout 1000 / --heartbeat-interval 100 = 10 ticks; two are kept in hand.
+      expect(JSON.parse(line as string)).toMatchObject({ "forward-ticks": 8, "active-peers": 2 });
+    }
+  });
+
   it("lists every member with its name, peer and client URLs", async () => {
     await cluster.waitLeader();
     // Members publish their names once a leader exists; give it a moment.

@@ -31,6 +31,9 @@ describe("clustering switches", () => {
     expect(cfg(["--strict-reconfig-check=false"]).strictReconfigCheck).toBe(false);
     expect(cfg([], { ETCD_PRE_VOTE: "true" }).preVote).toBe(true);
     expect(usageError(["--pre-vote=maybe"]).message).toContain("--pre-vote");
+    expect(cfg([]).initialElectionTickAdvance).toBe(true);
+    expect(cfg(["--initial-election-tick-advance=false"]).initialElectionTickAdvance).toBe(false);
+    expect(cfg([], { ETCD_INITIAL_ELECTION_TICK_ADVANCE: "false" }).initialElectionTickAdvance).toBe(false);
   });
 });
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import protobuf from "protobufjs";
-import { stringify as toYaml } from "yaml";
+import { yaml } from "../util/yaml-lazy.js";
 import { DEFINITIONS, groupVersion, groupVersions, type ResourceType, resourcesOf } from "./resources.js";
 import type { Schema } from "./schema.js";
 
@@ -424,7 +424,7 @@ function v2Type(name: string): protobuf.Type {
 function extensions(o: Json): Json[] {
   return Object.entries(o)
     .filter(([k]) => k.startsWith("x-"))
-    .map(([name, value]) => ({ name, value: { yaml: toYaml(value) } }));
+    .map(([name, value]) => ({ name, value: { yaml: yaml().stringify(value) } }));
 }
 
 function schemaMessage(s: Json): Json {

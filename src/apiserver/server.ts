@@ -2,8 +2,8 @@ import * as http from "node:http";
 import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { parse as parseYaml, stringify as toYaml } from "yaml";
 import type { Logger } from "../util/logger.js";
+import { yaml as yamlModule } from "../util/yaml-lazy.js";
 import { Api, type FieldValidation, fieldNames, NAMESPACES, PATCH_TYPES, type WriteOptions } from "./api.js";
 import type { Authenticator, UserInfo } from "./auth.js";
 import { Compactor } from "./compactor.js";
@@ -70,21 +70,30 @@ const PUBLIC_PATHS = [/^\/(healthz|livez|readyz)(\/.*)?$/, /^\/version\/?$/];
 export class ApiServer {
   private readonly servers: http.Server[] = [];
   readonly api: Api;
-  private readonly openapi: OpenApiDocuments;
-  private readonly openapiV2: OpenApiV2;
+  // Built on first request: most processes never serve them, and building costs startup CPU.
+  private openapiDocs: OpenApiDocuments | undefined;
+  private openapiV2Doc: OpenApiV2 | undefined;
   private readonly compactor: Compactor | undefined;
   private readonly watches = new Set<() => void>();
   private bootstrapped = false;
-  private storeCheck: { at: number; result: Promise<{ ok: boolean; detail: string }> } | undefined;
+  private storeCheck: { at: number; result: Promise<{ ok: boolean; detail: string }>; failed: boolean } | undefined;
 
   private constructor(private readonly options: ApiServerOptions) {
     this.api = new Api(new Storage(options.store, options.etcdPrefix.replace(/\/+$/, ""), options.eventTtlSeconds));
-    this.openapi = buildOpenApi(KUBE_VERSION.gitVersion);
-    this.openapiV2 = buildOpenApiV2(this.openapi, KUBE_VERSION.gitVersion);
     this.compactor =
       options.compactionIntervalMs > 0
         ? new Compactor(options.store, options.compactionIntervalMs, options.logger)
         : undefined;
+  }
+
+  private get openapi(): OpenApiDocuments {
+    this.openapiDocs ??= buildOpenApi(KUBE_VERSION.gitVersion);
+    return this.openapiDocs;
+  }
+
+  private get openapiV2(): OpenApiV2 {
+    this.openapiV2Doc ??= buildOpenApiV2(this.openapi, KUBE_VERSION.gitVersion);
+    return this.openapiV2Doc;
   }
 
   static async start(options: ApiServerOptions): Promise<ApiServer> {
@@ -224,7 +233,7 @@ export class ApiServer {
     const pretty = req.url.searchParams.get("pretty") === "true";
     if (/application\/yaml/.test(accept) && !/application\/json/.test(accept)) {
       res.writeHead(code, { "Content-Type": "application/yaml" });
-      res.end(toYaml(body));
+      res.end(yamlModule().stringify(body));
       return;
     }
     res.writeHead(code, { "Content-Type": "application/json" });
@@ -372,12 +381,21 @@ export class ApiServer {
 
   // --------------------------------------------------------------------------------- health
 
+  /**
+   * The store's health, shared by concurrent probes: a good answer is reused for a second, a bad
+   * one for only 100 ms, so readiness follows a store that just got its leader without delay.
+   */
   private checkStore(): Promise<{ ok: boolean; detail: string }> {
     const now = Date.now();
-    if (!this.storeCheck || now - this.storeCheck.at > 1_000) {
-      this.storeCheck = { at: now, result: this.options.store.storeHealthy() };
+    const age = this.storeCheck ? now - this.storeCheck.at : Number.POSITIVE_INFINITY;
+    if (age > (this.storeCheck?.failed ? 100 : 1_000)) {
+      const check = { at: now, result: this.options.store.storeHealthy(), failed: false };
+      void check.result.then((r) => {
+        check.failed = !r.ok;
+      });
+      this.storeCheck = check;
     }
-    return this.storeCheck.result;
+    return (this.storeCheck as { result: Promise<{ ok: boolean; detail: string }> }).result;
   }
 
   private async health(req: Request, parts: string[]): Promise<void> {
@@ -691,7 +709,7 @@ async function readBody(req: Request, format?: "json" | "yaml"): Promise<unknown
     throw errors.unsupportedMediaType(contentType, ["application/json", "application/yaml"]);
   if (text.trim() === "") throw errors.badRequest("the request body is empty: send the object as JSON or YAML");
   try {
-    return yaml ? parseYaml(text) : JSON.parse(text);
+    return yaml ? yamlModule().parse(text) : JSON.parse(text);
   } catch (e) {
     throw errors.badRequest(`the request body is not valid ${yaml ? "YAML" : "JSON"}: ${(e as Error).message}`);
   }

@@ -2,9 +2,8 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
-import { serviceOf } from "../etcd/proto.js";
 import { dockerExec, dockerExecCapture } from "../lab/docker/runtime.js";
 import { down, kubeconfigFor, LabError, type Progress, probeUrls, restart, start, stop, up } from "../lab/lifecycle.js";
 import { componentsOf, execIn, isHostRunning, logsOf } from "../lab/runtime.js";
@@ -204,9 +203,11 @@ interface MemberStatus {
   error: string;
 }
 
-function memberStatus(endpoint: string): Promise<MemberStatus> {
+async function memberStatus(endpoint: string): Promise<MemberStatus> {
   const hostPort = endpoint.replace(/^https?:\/\//, "");
-  const client = new (serviceOf("etcdserverpb.Maintenance"))(hostPort, grpc.credentials.createInsecure());
+  // Loaded here: gRPC and the .proto files cost startup time that only `lab status` needs.
+  const [{ credentials }, { serviceOf }] = await Promise.all([import("@grpc/grpc-js"), import("../etcd/proto.js")]);
+  const client = new (serviceOf("etcdserverpb.Maintenance"))(hostPort, credentials.createInsecure());
   return new Promise((resolve) => {
     (
       client as unknown as Record<

@@ -1,6 +1,6 @@
 /**
- * The shapes of etcd's protobuf messages as @grpc/proto-loader hands them to us and takes them
- * back (keepCase, int64 as decimal strings on input, enums as numbers, defaults filled in). Only
+ * The shapes of etcd's protobuf messages as our gRPC service definitions (src/etcd/proto.ts)
+ * hand them to us and take them back (keepCase, int64 as decimal strings on input, enums as numbers, defaults filled in). Only
  * the fields the server reads or writes are declared. Outgoing int64 fields may be numbers
  * (revisions stay far below 2^53) or decimal strings (64-bit IDs).
  */

@@ -82,6 +82,10 @@ export class HostSupervisor {
   private scanTimer: NodeJS.Timeout | undefined;
   private watcher: fs.FSWatcher | undefined;
   private stopped = false;
+  /** Each manifest as last read, by file, with the stat it was read at: unchanged files are not re-read. */
+  private readonly manifestCache = new Map<string, { stamp: string; manifest: Manifest | Error }>();
+  /** The components part of the status file as last written: an idle host does not rewrite it. */
+  private lastStatus = "";
 
   constructor(
     private readonly host: string,
@@ -124,13 +128,8 @@ export class HostSupervisor {
       files = [];
     }
     for (const f of files) {
-      let m: Manifest;
-      try {
-        m = readManifest(path.join(this.manifestDir, f));
-      } catch (e) {
-        this.logger.warn("cannot read manifest", { file: f, error: (e as Error).message });
-        continue;
-      }
+      const m = this.cachedManifest(f);
+      if (m === undefined) continue;
       seen.add(m.name);
       const r = this.running.get(m.name);
       if (!r) {
@@ -149,6 +148,7 @@ export class HostSupervisor {
         this.restart(r);
       }
     }
+    for (const f of this.manifestCache.keys()) if (!files.includes(f)) this.manifestCache.delete(f);
     for (const [name, r] of this.running) {
       if (!seen.has(name)) {
         this.logger.info("manifest removed; stopping", { component: name });
@@ -157,6 +157,31 @@ export class HostSupervisor {
       }
     }
     this.writeStatus();
+  }
+
+  /** The manifest in `file`, read again only when its stat changed; undefined when unreadable (warned once). */
+  private cachedManifest(file: string): Manifest | undefined {
+    const full = path.join(this.manifestDir, file);
+    let stamp: string;
+    try {
+      const st = fs.statSync(full);
+      stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    } catch {
+      return undefined; // removed between readdir and stat
+    }
+    let entry = this.manifestCache.get(file);
+    if (entry?.stamp !== stamp) {
+      let manifest: Manifest | Error;
+      try {
+        manifest = readManifest(full);
+      } catch (e) {
+        manifest = e as Error;
+        this.logger.warn("cannot read manifest", { file, error: manifest.message });
+      }
+      entry = { stamp, manifest };
+      this.manifestCache.set(file, entry);
+    }
+    return entry.manifest instanceof Error ? undefined : entry.manifest;
   }
 
   private launch(r: Running): void {
@@ -238,8 +263,12 @@ export class HostSupervisor {
 
   private writeStatus(): void {
     const file = path.join(this.root, STATUS_FILE);
+    const status = this.status();
+    const components = JSON.stringify(status.components);
+    if (components === this.lastStatus && fs.existsSync(file)) return;
+    this.lastStatus = components;
     try {
-      fs.writeFileSync(`${file}.tmp`, JSON.stringify(this.status(), null, 2));
+      fs.writeFileSync(`${file}.tmp`, JSON.stringify(status, null, 2));
       fs.renameSync(`${file}.tmp`, file);
     } catch (e) {
       this.logger.warn("cannot write the status file", { error: (e as Error).message });

@@ -44,6 +44,9 @@ export interface BackendStatus {
   total: number;
 }
 
+/** How often a backend that has not yet passed a check is checked. */
+const BOOT_CHECK_INTERVAL_MS = 200;
+
 interface BackendState {
   readonly backend: Backend;
   readonly name: string;
@@ -56,6 +59,8 @@ interface BackendState {
   failures: number;
   timer: NodeJS.Timeout | undefined;
   check: http.ClientRequest | undefined;
+  /** Has passed a check since the balancer started (until then it is checked more often). */
+  everHealthy: boolean;
 }
 
 interface Proxied {
@@ -93,6 +98,7 @@ export class LoadBalancer {
       backend: { host: b.host, port: b.port },
       name: formatAddress(b.host, b.port),
       healthy: undefined,
+      everHealthy: false,
       lastError: "",
       active: 0,
       total: 0,
@@ -284,7 +290,10 @@ export class LoadBalancer {
       if (this.stopped) return;
       // A connection that failed while this check was in flight is newer news than its 200.
       if (!(ok && state.failures !== failuresAtStart)) this.setHealth(state, ok, error);
-      state.timer = setTimeout(() => this.runCheck(state), this.healthIntervalMs);
+      if (state.healthy === true) state.everHealthy = true;
+      // A backend still booting is checked more often, so the endpoint opens soon after it is ready.
+      const next = state.everHealthy ? this.healthIntervalMs : Math.min(this.healthIntervalMs, BOOT_CHECK_INTERVAL_MS);
+      state.timer = setTimeout(() => this.runCheck(state), next);
     };
     const request = this.healthTls ? https.request : http.request;
     const req = request({

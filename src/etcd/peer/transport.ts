@@ -1107,6 +1107,13 @@ export class PeerTransport {
     return s;
   }
 
+  /** How many peers we hold an established connection to (etcd's rafthttp ActivePeers). */
+  activePeers(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (p.state === "connected") n++;
+    return n;
+  }
+
   /** Per peer (known peers and anyone who connected to us), keyed by hex member ID. */
   stats(): Record<string, PeerStats> {
     const out: Record<string, PeerStats> = {};

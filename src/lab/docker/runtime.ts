@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import Dockerode from "dockerode";
+import type Dockerode from "dockerode";
 import type { Plan, PlanHost } from "../../topology/plan.js";
 import type { HostRecord } from "../state.js";
 import { ensureNodeImage } from "./image.js";
@@ -23,13 +23,16 @@ export function dockerSocket(): string {
   return process.env.DOCKER_SOCKET ?? "/var/run/docker.sock";
 }
 
-export function dockerClient(): Dockerode {
-  return new Dockerode({ socketPath: dockerSocket() });
+/** Loaded on first use: the process runtime and most commands never need the Docker client. */
+export async function dockerClient(): Promise<Dockerode> {
+  const { default: DockerodeClass } = await import("dockerode");
+  return new DockerodeClass({ socketPath: dockerSocket() });
 }
 
 /** Whether a Docker Engine answers (and why not). */
-export async function dockerAvailable(docker = dockerClient()): Promise<{ ok: boolean; why: string }> {
+export async function dockerAvailable(client?: Dockerode): Promise<{ ok: boolean; why: string }> {
   try {
+    const docker = client ?? (await dockerClient());
     await Promise.race([
       docker.ping(),
       new Promise((_r, reject) => setTimeout(() => reject(new Error("no answer in 3 s")), 3_000)),
@@ -51,7 +54,7 @@ export async function createDockerLab(
   filesRoot: (host: string) => string,
   o: DockerCreateOptions = {},
 ): Promise<{ image: string; imageBuilt: boolean; imageSeconds: number }> {
-  const docker = dockerClient();
+  const docker = await dockerClient();
   const image = await ensureNodeImage({
     docker,
     ...(o.baseImage ? { baseImage: o.baseImage } : {}),
@@ -130,7 +133,7 @@ async function createContainer(
 
 export async function dockerHostRunning(host: HostRecord): Promise<boolean> {
   try {
-    const info = await dockerClient().getContainer(host.name).inspect();
+    const info = await (await dockerClient()).getContainer(host.name).inspect();
     return info.State.Running && (info.Config.Labels?.[LABEL_HOST] ?? "") === host.name;
   } catch {
     return false;
@@ -138,13 +141,13 @@ export async function dockerHostRunning(host: HostRecord): Promise<boolean> {
 }
 
 export async function dockerStartHost(host: HostRecord): Promise<void> {
-  const c = dockerClient().getContainer(host.name);
+  const c = (await dockerClient()).getContainer(host.name);
   const info = await c.inspect();
   if (!info.State.Running) await c.start();
 }
 
 export async function dockerStopHost(host: HostRecord): Promise<void> {
-  const c = dockerClient().getContainer(host.name);
+  const c = (await dockerClient()).getContainer(host.name);
   try {
     const info = await c.inspect();
     if (info.State.Running) await c.stop({ t: 15 });
@@ -155,7 +158,7 @@ export async function dockerStopHost(host: HostRecord): Promise<void> {
 
 /** Removes every container, network and volume labelled with this lab (and nothing else). */
 export async function removeDockerLab(lab: string): Promise<void> {
-  const docker = dockerClient();
+  const docker = await dockerClient();
   const filter = { label: [`${LABEL_LAB}=${lab}`] };
   for (const c of await docker.listContainers({ all: true, filters: filter })) {
     await docker.getContainer(c.Id).remove({ force: true, v: false });
@@ -192,7 +195,9 @@ export function dockerExecCapture(
 export async function dockerLogs(host: HostRecord): Promise<string> {
   const out: string[] = [];
   try {
-    const buf = (await dockerClient()
+    const buf = (await (
+      await dockerClient()
+    )
       .getContainer(host.name)
       .logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
     out.push(`==> ${host.name}: supervisor <==\n${demux(buf)}`);
