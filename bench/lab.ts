@@ -78,7 +78,9 @@ function residentOnceKb(pids: Iterable<number>): number {
     for (const row of smaps.split("\n")) {
       const header = /^[0-9a-f]+-[0-9a-f]+ \S+ ([0-9a-f]+) (\S+) (\d+)/.exec(row);
       if (header) {
-        key = header[3] === "0" ? undefined : `${header[2]}:${header[3]}:${header[1]}`;
+        // By inode, offset and path, not device: each container's overlay mount has its own
+        // device number, yet maps the very same image file (and page cache) underneath.
+        key = header[3] === "0" ? undefined : `${header[3]}:${header[1]}:${row.slice(header[0].length).trim()}`;
         continue;
       }
       const rss = /^Rss:\s+(\d+) kB/.exec(row);
@@ -101,7 +103,13 @@ function labRssBytes(name: string, runtime: Runtime): { bytes: number; onceBytes
     for (const entry of fs.readdirSync("/proc")) {
       if (!/^\d+$/.test(entry)) continue;
       try {
-        if (fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(dir)) pids.add(Number(entry));
+        // By command line (supervisors, members, API servers) or by the mark every host process
+        // carries in its environment (the load balancer's command line names no lab path).
+        if (
+          fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(dir) ||
+          fs.readFileSync(`/proc/${entry}/environ`, "utf8").includes(`LAB_HOST_ROOT=${dir}/`)
+        )
+          pids.add(Number(entry));
       } catch {
         // gone
       }

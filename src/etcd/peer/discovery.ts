@@ -15,6 +15,7 @@ import {
   MAX_HANDSHAKE_FRAME_BYTES,
   PROTOCOL_VERSION,
 } from "./frame.js";
+import { peerLookup } from "./lookup.js";
 
 /**
  * Cluster discovery for a member started with --initial-cluster-state existing (etcd fetches
@@ -43,7 +44,7 @@ export function anonymousRequest(url: URL, kind: string, body: Buffer, timeoutMs
     }
     const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
     const port = url.port === "" ? 80 : Number(url.port);
-    const socket = net.connect({ host, port });
+    const socket = net.connect({ host, port, lookup: peerLookup });
     const decoder = new FrameDecoder(MAX_HANDSHAKE_FRAME_BYTES);
     let settled = false;
     const finish = (err: Error | undefined, answer?: Buffer): void => {

@@ -26,6 +26,7 @@ import {
   PROTOCOL_VERSION,
   RefuseCode,
 } from "./frame.js";
+import { peerLookup } from "./lookup.js";
 
 /**
  * The peer transport: Raft messages and peer RPCs between members, over plain TCP on the peer
@@ -614,7 +615,7 @@ export class PeerTransport {
     const url = p.urls[p.nextUrl % p.urls.length] as URL;
     const { host, port } = hostPort(url);
     p.state = "connecting";
-    const socket = net.connect({ host, port });
+    const socket = net.connect({ host, port, lookup: peerLookup });
     p.socket = socket;
     socket.setNoDelay(true);
     const decoder = new FrameDecoder(MAX_HANDSHAKE_FRAME_BYTES);
