@@ -1,11 +1,11 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as https from "node:https";
 import * as net from "node:net";
-import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type BalancerOptions, LoadBalancer } from "../src/lb/balancer.js";
-import { freePort, LAB_CLI, run, tempDir } from "./helpers/nodes.js";
+import { freePort, LAB_CLI, run } from "./helpers/nodes.js";
+import { createPki, type TestPki } from "./helpers/pki.js";
 
 /**
  * The load balancer against real HTTPS backends on 127.0.0.1: round-robin over the healthy ones,
@@ -15,7 +15,7 @@ import { freePort, LAB_CLI, run, tempDir } from "./helpers/nodes.js";
 
 const CAP_MS = 20_000;
 
-let certDir: string;
+let pki: TestPki | undefined;
 let tlsKey: Buffer;
 let tlsCert: Buffer;
 
@@ -171,37 +171,15 @@ async function allHealthy(lb: LoadBalancer): Promise<void> {
 }
 
 beforeAll(() => {
-  certDir = tempDir("lb");
-  const key = path.join(certDir, "tls.key");
-  const cert = path.join(certDir, "tls.crt");
-  execFileSync(
-    "/usr/bin/openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  tlsKey = fs.readFileSync(key);
-  tlsCert = fs.readFileSync(cert);
+  // The serving certificate the API servers get: issued by a throwaway CA for 127.0.0.1.
+  pki = createPki();
+  tlsKey = fs.readFileSync(pki.serverKey);
+  tlsCert = fs.readFileSync(pki.serverCert);
 });
 
 afterAll(async () => {
   for (const be of backends) await be.close();
-  if (certDir) fs.rmSync(certDir, { recursive: true, force: true });
+  if (pki) fs.rmSync(pki.dir, { recursive: true, force: true });
 });
 
 beforeEach(async () => {
@@ -234,7 +212,7 @@ describe("LoadBalancer", () => {
       );
       req.on("error", reject);
     });
-    expect(peerCert).toBe("localhost");
+    expect(peerCert).toBe("kube-apiserver");
     const status = lb.status();
     expect(status.map((s) => s.backend)).toEqual(backends.map((x) => `127.0.0.1:${x.port}`));
     for (const s of status) expect(s.total).toBeGreaterThan(0);

@@ -111,7 +111,7 @@ export interface UpOptions {
 }
 
 /** Where a host's files live on this machine: its root (process) or what is mounted at /etc/kubernetes (docker). */
-export function filesRoot(lab: string, _runtime: RuntimeKind, host: string): string {
+export function filesRoot(lab: string, host: string): string {
   return path.join(labDir(lab), "hosts", host);
 }
 
@@ -137,7 +137,7 @@ function writeCredentials(plan: Plan, dir: string): void {
   fs.writeFileSync(path.join(labPki, "admin.token"), `${token}\n`, { mode: 0o600 });
   for (const h of plan.hosts) {
     if (h.role !== "control-plane") continue;
-    const hostPki = path.join(filesRoot(plan.lab, plan.runtime, h.name), PKI_DIR);
+    const hostPki = path.join(filesRoot(plan.lab, h.name), PKI_DIR);
     fs.mkdirSync(hostPki, { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(hostPki, "ca.crt"), pki.ca.certPem);
     fs.writeFileSync(path.join(hostPki, "apiserver.crt"), pki.apiServer.certPem);
@@ -152,7 +152,7 @@ function writeCredentials(plan: Plan, dir: string): void {
 
 function writeManifests(plan: Plan): void {
   for (const h of plan.hosts) {
-    const dir = path.join(filesRoot(plan.lab, plan.runtime, h.name), MANIFEST_DIR);
+    const dir = path.join(filesRoot(plan.lab, h.name), MANIFEST_DIR);
     fs.mkdirSync(dir, { recursive: true });
     for (const c of h.components)
       fs.writeFileSync(path.join(dir, `${c.name}.yaml`), staticPodManifest(plan.lab, h.name, c.name, c.command));
@@ -197,7 +197,7 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
           wanted.push({ host, listener });
           return 1;
         },
-        hostRoot: (h) => filesRoot(name, runtime, h),
+        hostRoot: (h) => filesRoot(name, h),
       });
       const singleApi = !loaded.topology.loadBalancer.enabled;
       for (const { host, listener } of wanted) {
@@ -212,7 +212,7 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
         runtime,
         apiHostPort: api,
         portFor: (host, listener) => ports[portKey(host, listener)] as number,
-        hostRoot: (h) => filesRoot(name, runtime, h),
+        hostRoot: (h) => filesRoot(name, h),
       });
     } else {
       plan = renderPlan(loaded.topology, { lab: name, runtime, apiHostPort: api });
@@ -232,7 +232,7 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
       created = true;
       let made: Awaited<ReturnType<typeof createDockerLab>>;
       try {
-        made = await createDockerLab(plan, (h) => filesRoot(name, runtime, h), {
+        made = await createDockerLab(plan, (h) => filesRoot(name, h), {
           ...(options.baseImage ? { baseImage: options.baseImage } : {}),
         });
       } catch (e) {
@@ -375,7 +375,9 @@ async function waitReady(record: LabRecord, plan: Plan, waitMs: number, progress
 
 export async function down(name: string): Promise<LabRecord> {
   const record = readLab(name);
-  for (const h of record.hosts) await stopOneHost(record, h);
+  // Everything goes, data included, so nothing needs a graceful stop: containers are removed with
+  // force, all at once (as kind deletes a cluster); local hosts stop side by side.
+  if (record.runtime === "process") await Promise.all(record.hosts.map((h) => stopOneHost(record, h)));
   await removeRuntimeObjects(record);
   fs.rmSync(labDir(name), { recursive: true, force: true });
   return record;
@@ -440,7 +442,7 @@ export async function start(
             runtime: "process",
             apiHostPort: record.apiHostPort,
             portFor: (h, l) => record.ports[portKey(h, l)] as number,
-            hostRoot: (h) => filesRoot(record.name, "process", h),
+            hostRoot: (h) => filesRoot(record.name, h),
           },
     );
     await waitReady(record, plan, waitMs, progress);

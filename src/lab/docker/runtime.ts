@@ -160,9 +160,8 @@ export async function dockerStopHost(host: HostRecord): Promise<void> {
 export async function removeDockerLab(lab: string): Promise<void> {
   const docker = await dockerClient();
   const filter = { label: [`${LABEL_LAB}=${lab}`] };
-  for (const c of await docker.listContainers({ all: true, filters: filter })) {
-    await docker.getContainer(c.Id).remove({ force: true, v: false });
-  }
+  const containers = await docker.listContainers({ all: true, filters: filter });
+  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: false })));
   for (const n of await docker.listNetworks({ filters: filter })) await docker.getNetwork(n.Id).remove();
   const volumes = await docker.listVolumes({ filters: filter });
   for (const v of volumes.Volumes ?? []) await docker.getVolume(v.Name).remove();
