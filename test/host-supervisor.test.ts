@@ -2,7 +2,16 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { type HostStatus, HostSupervisor, MANIFEST_SUBDIR, STATUS_FILE } from "../src/host/supervisor.js";
+import {
+  type HostStatus,
+  HostSupervisor,
+  MANIFEST_CACHE_FILE,
+  MANIFEST_SUBDIR,
+  parseManifest,
+  primeManifestCache,
+  readManifest,
+  STATUS_FILE,
+} from "../src/host/supervisor.js";
 import type { Logger } from "../src/util/logger.js";
 
 /** The host supervisor (a small kubelet) over real child processes: `sleep` stands in for a component. */
@@ -126,5 +135,21 @@ describe("host supervisor", () => {
     h.supervisor.scan();
     await until("the fixed manifest to run", () => alive(component(h.root, "fixed")?.pid));
     expect(component(h.root, "good")?.pid).toBe(good.pid);
+  });
+
+  it("keeps parsed manifests by content: primed entries are used, a damaged cache is rebuilt", () => {
+    const h = host();
+    const file = path.join(h.root, MANIFEST_SUBDIR, "a.yaml");
+    const text = manifest("a", 1000);
+    h.write("a.yaml", text);
+    primeManifestCache(h.root, [{ file, text }]);
+    const cacheFile = path.join(h.root, MANIFEST_CACHE_FILE);
+    const cached = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Record<string, unknown>;
+    expect(Object.values(cached)).toEqual([{ name: "a", command: ["sleep", "1000"] }]);
+    expect(readManifest(file, h.root)).toMatchObject(parseManifest(text, file));
+
+    fs.writeFileSync(cacheFile, "{ not json");
+    expect(readManifest(file, h.root)).toMatchObject({ name: "a", command: ["sleep", "1000"] });
+    expect(Object.keys(JSON.parse(fs.readFileSync(cacheFile, "utf8")) as object)).toHaveLength(1);
   });
 });

@@ -2,8 +2,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parse as parseYaml } from "yaml";
 import type { Logger } from "../util/logger.js";
+import { yaml } from "../util/yaml-lazy.js";
 
 /**
  * A lab host's supervisor: a small kubelet for static pods. It runs every component whose
@@ -39,10 +39,39 @@ interface Manifest {
   readonly hash: string;
 }
 
-/** Reads a static pod manifest: the first container's command is what runs. */
-export function readManifest(file: string): Manifest {
-  const text = fs.readFileSync(file, "utf8");
-  const doc = parseYaml(text) as {
+/**
+ * Where a host keeps the commands of manifests it has parsed, by the sha256 of their text, in the
+ * host's /etc/kubernetes (the directory a Docker host gets from the machine). A supervisor starting
+ * on manifests `lab up` just wrote (and primed here) needs no YAML parser, which would cost every
+ * host's boot more CPU than anything else it does; an edited manifest misses and is parsed.
+ */
+export const MANIFEST_CACHE_FILE = "etc/kubernetes/.lab-manifest-cache.json";
+
+type ParsedManifests = Record<string, { name: string; command: string[] }>;
+
+function readParsed(root: string): ParsedManifests {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(root, MANIFEST_CACHE_FILE), "utf8")) as ParsedManifests;
+  } catch {
+    return {};
+  }
+}
+
+function writeParsed(root: string, parsed: ParsedManifests): void {
+  const file = path.join(root, MANIFEST_CACHE_FILE);
+  try {
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(parsed));
+    fs.renameSync(`${file}.tmp`, file);
+  } catch {
+    // Only a cache: the next start parses again.
+  }
+}
+
+const hashOf = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/** Parses a static pod manifest's text: the first container's command (and args) is what runs. */
+export function parseManifest(text: string, file: string): { name: string; command: string[] } {
+  const doc = yaml().parse(text) as {
     metadata?: { name?: unknown };
     spec?: { containers?: { command?: unknown; args?: unknown }[] };
   } | null;
@@ -52,7 +81,32 @@ export function readManifest(file: string): Manifest {
   if (typeof name !== "string" || name === "") throw new Error(`${file}: metadata.name is required`);
   if (command.length === 0 || !command.every((c) => typeof c === "string"))
     throw new Error(`${file}: spec.containers[0].command must be a list of strings`);
-  return { name, command: command as string[], hash: createHash("sha256").update(text).digest("hex").slice(0, 16) };
+  return { name, command: command as string[] };
+}
+
+/** Reads a static pod manifest, through the host's cache of parsed manifests when `root` is given. */
+export function readManifest(file: string, root?: string): Manifest {
+  const text = fs.readFileSync(file, "utf8");
+  const digest = hashOf(text);
+  const parsed = root === undefined ? {} : readParsed(root);
+  let entry = parsed[digest];
+  if (entry === undefined) {
+    entry = parseManifest(text, file);
+    // Newest last; a few dozen entries cover every manifest a host has plus recent edits.
+    if (root !== undefined)
+      writeParsed(root, Object.fromEntries(Object.entries({ ...parsed, [digest]: entry }).slice(-32)));
+  }
+  return { name: entry.name, command: entry.command, hash: digest.slice(0, 16) };
+}
+
+/**
+ * Records manifests about to be written to a host (`lab up`), parsed, so that the host's first
+ * start finds them in its cache. Each text is parsed exactly as the supervisor would parse it.
+ */
+export function primeManifestCache(root: string, texts: readonly { file: string; text: string }[]): void {
+  const parsed: ParsedManifests = {};
+  for (const { file, text } of texts) parsed[hashOf(text)] = parseManifest(text, file);
+  writeParsed(root, parsed);
 }
 
 /** How a familiar command name maps onto this program: `etcd ...` is `lab etcd ...`. */
@@ -173,7 +227,7 @@ export class HostSupervisor {
     if (entry?.stamp !== stamp) {
       let manifest: Manifest | Error;
       try {
-        manifest = readManifest(full);
+        manifest = readManifest(full, this.root);
       } catch (e) {
         manifest = e as Error;
         this.logger.warn("cannot read manifest", { file, error: manifest.message });

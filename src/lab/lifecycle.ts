@@ -4,6 +4,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import * as net from "node:net";
 import * as path from "node:path";
+import { primeManifestCache } from "../host/supervisor.js";
 import { createLabPki } from "../pki/x509.js";
 import { type Loaded, loadTopologyFile, resolveTopologyRef } from "../topology/load.js";
 import { MANIFEST_DIR, PKI_DIR, type Plan, type PortName, type RuntimeKind, renderPlan } from "../topology/plan.js";
@@ -152,10 +153,15 @@ function writeCredentials(plan: Plan, dir: string): void {
 
 function writeManifests(plan: Plan): void {
   for (const h of plan.hosts) {
-    const dir = path.join(filesRoot(plan.lab, h.name), MANIFEST_DIR);
+    const root = filesRoot(plan.lab, h.name);
+    const dir = path.join(root, MANIFEST_DIR);
     fs.mkdirSync(dir, { recursive: true });
-    for (const c of h.components)
-      fs.writeFileSync(path.join(dir, `${c.name}.yaml`), staticPodManifest(plan.lab, h.name, c.name, c.command));
+    const files = h.components.map((c) => ({
+      file: path.join(dir, `${c.name}.yaml`),
+      text: staticPodManifest(plan.lab, h.name, c.name, c.command),
+    }));
+    primeManifestCache(root, files);
+    for (const f of files) fs.writeFileSync(f.file, f.text);
   }
 }
 

@@ -61,6 +61,11 @@ interface BackendState {
   check: http.ClientRequest | undefined;
   /** Has passed a check since the balancer started (until then it is checked more often). */
   everHealthy: boolean;
+  /**
+   * One kept-alive connection for this backend's checks: a fresh TLS handshake every second per
+   * backend would cost the balancer and the API server CPU for nothing.
+   */
+  readonly checkAgent: http.Agent;
 }
 
 interface Proxied {
@@ -105,6 +110,9 @@ export class LoadBalancer {
       failures: 0,
       timer: undefined,
       check: undefined,
+      checkAgent: this.healthTls
+        ? new https.Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false })
+        : new http.Agent({ keepAlive: true, maxSockets: 1 }),
     }));
   }
 
@@ -158,6 +166,7 @@ export class LoadBalancer {
       s.timer = undefined;
       s.check?.destroy();
       s.check = undefined;
+      s.checkAgent.destroy();
     }
     const closed = new Promise<void>((resolve) => {
       if (!this.server.listening) return resolve();
@@ -301,9 +310,8 @@ export class LoadBalancer {
       port: state.backend.port,
       path: this.healthPath,
       method: "GET",
-      agent: false,
+      agent: state.checkAgent,
       headers: { accept: "text/plain, */*" },
-      ...(this.healthTls ? { rejectUnauthorized: false } : {}),
     });
     state.check = req;
     const deadline = setTimeout(
@@ -325,7 +333,7 @@ export class LoadBalancer {
           const text = body.trim().replace(/\s+/g, " ").slice(0, 200);
           finish(false, `${this.healthPath}: HTTP ${res.statusCode}${text ? `: ${text}` : ""}`);
         }
-        req.destroy();
+        // The socket goes back to the agent for the next check.
       });
     });
     req.end();
