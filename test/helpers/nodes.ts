@@ -27,8 +27,12 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A fresh temporary directory. Its name carries the test run's tag (set by the global setup), so
+ * the global teardown removes every directory of the run, whatever the test did with it.
+ */
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `lab-test-${prefix}-`));
+  return fs.mkdtempSync(path.join(os.tmpdir(), `lab-test-${process.env.LAB_TEST_RUN ?? "adhoc"}-${prefix}-`));
 }
 
 export interface NodeOptions {
