@@ -387,15 +387,14 @@ export class ApiServer {
    */
   private checkStore(): Promise<{ ok: boolean; detail: string }> {
     const now = Date.now();
-    const age = this.storeCheck ? now - this.storeCheck.at : Number.POSITIVE_INFINITY;
-    if (age > (this.storeCheck?.failed ? 100 : 1_000)) {
+    if (this.storeCheck === undefined || now - this.storeCheck.at > (this.storeCheck.failed ? 100 : 1_000)) {
       const check = { at: now, result: this.options.store.storeHealthy(), failed: false };
       void check.result.then((r) => {
         check.failed = !r.ok;
       });
       this.storeCheck = check;
     }
-    return (this.storeCheck as { result: Promise<{ ok: boolean; detail: string }> }).result;
+    return this.storeCheck.result;
   }
 
   private async health(req: Request, parts: string[]): Promise<void> {

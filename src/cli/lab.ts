@@ -203,6 +203,11 @@ interface MemberStatus {
   error: string;
 }
 
+/** A member that did not answer: only its endpoint and why. */
+function unreachableMember(endpoint: string, error: string): MemberStatus {
+  return { endpoint, id: "", leader: false, term: "", revision: "", dbSize: "", error };
+}
+
 async function memberStatus(endpoint: string): Promise<MemberStatus> {
   const hostPort = endpoint.replace(/^https?:\/\//, "");
   // Loaded here: gRPC and the .proto files cost startup time that only `lab status` needs.
@@ -217,15 +222,7 @@ async function memberStatus(endpoint: string): Promise<MemberStatus> {
     ).Status?.call(client, {}, { deadline: Date.now() + 2_000 }, (err, res) => {
       client.close();
       if (err) {
-        resolve({
-          endpoint,
-          id: "",
-          leader: false,
-          term: "",
-          revision: "",
-          dbSize: "",
-          error: err.details || err.message,
-        });
+        resolve(unreachableMember(endpoint, err.details || err.message));
         return;
       }
       const s = res as {
@@ -278,16 +275,7 @@ function membersInside(record: LabRecord): MemberStatus[] {
   }
   return record.etcdEndpoints.map((endpoint) => {
     const s = parsed.find((x) => `http://${x.Endpoint}` === endpoint);
-    if (!s)
-      return {
-        endpoint,
-        id: "",
-        leader: false,
-        term: "",
-        revision: "",
-        dbSize: "",
-        error: r.stderr.trim().split("\n").pop() ?? "no answer",
-      };
+    if (!s) return unreachableMember(endpoint, r.stderr.trim().split("\n").pop() ?? "no answer");
     return {
       endpoint,
       id: BigInt(s.Status.header.member_id).toString(16),
