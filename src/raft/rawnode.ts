@@ -121,6 +121,24 @@ export class RawNode {
     );
   }
 
+  /**
+   * Proposes several commands as one MsgProp, so that they travel (and are appended, and
+   * replicated) together: one message to the leader and one append per follower instead of one
+   * per command. All or none are accepted: on ErrProposalDropped none was.
+   */
+  proposeBatch(data: readonly Uint8Array[]): void {
+    if (data.length === 0) return;
+    this.throwIf(
+      this.raft.step(
+        message({
+          type: MessageType.MsgProp,
+          from: this.raft.id,
+          entries: data.map((d) => ({ term: 0, index: 0, type: "normal" as const, data: d })),
+        }),
+      ),
+    );
+  }
+
   /** Proposes a membership change; once committed, the application applies it with applyConfChange(). */
   proposeConfChange(cc: ConfChange): void {
     const entry: Entry = { term: 0, index: 0, type: "confChange", data: encodeConfChange(cc) };

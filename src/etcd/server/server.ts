@@ -48,6 +48,9 @@ import { WatchHub } from "./watch-hub.js";
 export type { Member } from "./membership.js";
 
 /** Messages a follower passes on to the leader for someone else (no promise about its own log). */
+/** Commands proposed together travel in one MsgProp up to about this size (one command always goes). */
+const MAX_PROPOSAL_BATCH_BYTES = 1024 * 1024;
+
 const FORWARDED: ReadonlySet<MessageType> = new Set([MessageType.MsgProp, MessageType.MsgReadIndex]);
 
 /** etcd 3.4's API level, which clients (etcdctl, client libraries) check. */
@@ -471,7 +474,10 @@ export class EtcdServer {
     if (this.readyRunning || this.stopped || this.storageError) return;
     this.readyRunning = true;
     try {
-      while (!this.stopped && !this.storageError && this.raw.hasReady()) {
+      for (;;) {
+        // Requests that arrived meanwhile (also during an await below) join the next Ready.
+        this.submitQueued(true);
+        if (this.stopped || this.storageError || !this.raw.hasReady()) break;
         const rd = this.raw.ready();
         await this.handleReady(rd);
         if (this.stopped) return;
@@ -718,27 +724,50 @@ export class EtcdServer {
         },
       });
       this.queued.push(p);
-      this.submitQueued();
+      // Proposed from the next Ready pass, together with every other request that arrived in
+      // this turn of the event loop: one MsgProp, one append, one message per follower.
+      this.scheduleReady();
     });
   }
 
   /** Hands held proposals to Raft once a leader is known (etcd blocks proposals until then). */
-  private submitQueued(): void {
+  private submitQueued(fromReady = false): void {
     if (this.lead === NONE || this.queued.length === 0 || this.stopped) return;
     const held = this.queued;
     this.queued = [];
+    let batch: QueuedProposal[] = [];
+    let batchBytes = 0;
+    const proposeBatch = (): void => {
+      if (batch.length === 0) return;
+      const proposals = batch;
+      batch = [];
+      batchBytes = 0;
+      this.tryPropose(proposals, () => this.raw.proposeBatch(proposals.map((p) => p.data as Uint8Array)));
+    };
     for (const p of held) {
       if (!this.waiters.has(p.id)) continue; // timed out meanwhile
-      try {
-        if (p.confChange) this.raw.proposeConfChange(p.confChange);
-        else if (p.data) this.raw.propose(p.data);
-      } catch (err) {
-        if (err !== ErrProposalDropped) throw err;
-        // Not accepted now (a leader transfer, a pending conf change): try again at the next tick.
-        this.queued.push(p);
+      if (p.data) {
+        if (batch.length > 0 && batchBytes + p.data.length > MAX_PROPOSAL_BATCH_BYTES) proposeBatch();
+        batch.push(p);
+        batchBytes += p.data.length;
+        continue;
       }
+      proposeBatch();
+      const change = p.confChange;
+      if (change) this.tryPropose([p], () => this.raw.proposeConfChange(change));
     }
-    this.scheduleReady();
+    proposeBatch();
+    if (!fromReady) this.scheduleReady();
+  }
+
+  private tryPropose(proposals: QueuedProposal[], propose: () => void): void {
+    try {
+      propose();
+    } catch (err) {
+      if (err !== ErrProposalDropped) throw err;
+      // Not accepted now (a leader transfer, a pending conf change): try again at the next tick.
+      this.queued.push(...proposals);
+    }
   }
 
   // ---- linearizable reads ----
