@@ -41,6 +41,8 @@ import {
   stopChild,
   tempDir,
   track,
+  WARMUP_SECONDS,
+  warmUp,
 } from "./common.js";
 
 type Kind = "lab" | "etcd";
@@ -349,6 +351,8 @@ async function measure(kind: Kind): Promise<Figures> {
       return r;
     };
     const hosts = cluster.endpoints;
+    process.stderr.write(`${kind}: warm-up, ${WARMUP_SECONDS} s (not measured)\n`);
+    await warmUp(hosts);
     const one = await phase("puts, 1 client", () =>
       drive(hosts, 1, 1, (c, _l, i) =>
         c
@@ -429,7 +433,7 @@ const ROWS: [keyof Figures, string][] = [
 
 const ours = await measure("lab");
 const etcd = await measure("etcd");
-console.log(`| figure (3 members, ${SECONDS} s per phase) | lab | etcd 3.4.23 | lab/etcd |`);
+console.log(`| figure (3 members, ${SECONDS} s per phase, after ${WARMUP_SECONDS} s of warm-up) | lab | etcd 3.4.23 | lab/etcd |`);
 console.log("|---|---|---|---|");
 for (const [key, label] of ROWS) {
   console.log(`| ${label} | ${fmt(ours[key])} | ${fmt(etcd[key])} | ${ratio(ours[key], etcd[key])} |`);

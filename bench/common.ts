@@ -11,6 +11,8 @@ import * as path from "node:path";
 import { Etcd3, type IOptions } from "etcd3";
 
 export const SECONDS = Number(process.env.LAB_BENCH_SECONDS ?? 5);
+/** Unmeasured load before the first phase; 0 skips it. */
+export const WARMUP_SECONDS = Number(process.env.LAB_BENCH_WARMUP_SECONDS ?? 5);
 export const CONNECTIONS = 8;
 export const PER_CONNECTION = 16;
 export const LAB_CLI = path.resolve(import.meta.dirname, "../src/cli/main.js");
@@ -131,6 +133,7 @@ export async function drive(
   connections: number,
   perConnection: number,
   op: (client: Etcd3, loop: number, i: number) => Promise<unknown>,
+  seconds = SECONDS,
 ): Promise<DriveResult> {
   const clients = Array.from({ length: connections }, () => new Etcd3({ hosts }));
   try {
@@ -146,7 +149,7 @@ export async function drive(
     const errorMessages = new Map<string, number>();
     let errors = 0;
     const start = performance.now();
-    const end = start + SECONDS * 1000;
+    const end = start + seconds * 1000;
     await Promise.all(
       clients.flatMap((client, c) =>
         Array.from({ length: perConnection }, async (_, l) => {
@@ -177,6 +180,30 @@ export async function drive(
   } finally {
     for (const c of clients) c.close();
   }
+}
+
+/**
+ * Puts and gets from 128 clients for WARMUP_SECONDS, not measured, done the same way for both
+ * servers before their first phase. Our member runs on a JIT that compiles its hot paths only
+ * after they have run for a while (etcd is compiled ahead of time); without this, the first
+ * phase would measure the compiler's warm-up rather than the server. Keys under warmup/ only.
+ */
+export async function warmUp(hosts: string | string[]): Promise<void> {
+  if (!(WARMUP_SECONDS > 0)) return;
+  const value = "w".repeat(64);
+  await drive(
+    hosts,
+    CONNECTIONS,
+    PER_CONNECTION,
+    (c, l, i) =>
+      i % 4 === 3
+        ? c.get(`warmup/${l}/${i % 50}`).string()
+        : c
+            .put(`warmup/${l}/${i % 50}`)
+            .value(value)
+            .exec(),
+    WARMUP_SECONDS,
+  );
 }
 
 /** Counts an error by its message, without the timings grpc-js appends to a deadline error. */

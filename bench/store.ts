@@ -5,6 +5,7 @@
  *
  *   npm run bench                       # all phases, 5 s each
  *   LAB_BENCH_SECONDS=10 npm run bench  # longer phases
+ *   LAB_BENCH_WARMUP_SECONDS=0 npm run bench  # no unmeasured warm-up first (default 5 s)
  *   npm run bench:cluster               # three-member clusters and failover: bench/cluster.ts
  *
  * Not a test: nothing here asserts a speed. The README records the ratios.
@@ -31,6 +32,8 @@ import {
   stopChild,
   tempDir,
   track,
+  WARMUP_SECONDS,
+  warmUp,
 } from "./common.js";
 
 const KEYS_FOR_MEMORY = Number(process.env.LAB_BENCH_KEYS ?? 100_000);
@@ -149,6 +152,8 @@ async function rssAfterKeys(server: Server): Promise<number> {
 async function measure(kind: "lab" | "etcd"): Promise<Figures> {
   const server = await startServer(kind);
   try {
+    process.stderr.write(`${kind}: warm-up, ${WARMUP_SECONDS} s (not measured)\n`);
+    await warmUp(server.endpoint);
     process.stderr.write(`${kind}: puts, 1 client\n`);
     const one = await drive(server.endpoint, 1, 1, (c, _l, i) =>
       c
@@ -203,7 +208,7 @@ const ROWS: [keyof Figures, string, string][] = [
 
 const ours = await measure("lab");
 const etcd = await measure("etcd");
-console.log(`| figure (${SECONDS} s per phase) | lab | etcd 3.4.23 | lab/etcd |`);
+console.log(`| figure (${SECONDS} s per phase, after ${WARMUP_SECONDS} s of warm-up) | lab | etcd 3.4.23 | lab/etcd |`);
 console.log("|---|---|---|---|");
 for (const [key, label] of ROWS) {
   console.log(`| ${label} | ${fmt(ours[key])} | ${fmt(etcd[key])} | ${ratio(ours[key], etcd[key])} |`);
