@@ -12,6 +12,14 @@ async function writeEntries(dir: string, n: number, options: { segmentBytes?: nu
   await wal.close();
 }
 
+/** Where a segment's records end: its preallocated zeros follow (a record never ends in a zero byte here). */
+function recordsEnd(file: string): number {
+  const data = fs.readFileSync(file);
+  let end = data.length;
+  while (end > 0 && data[end - 1] === 0) end--;
+  return end;
+}
+
 function segments(dir: string): string[] {
   return fs
     .readdirSync(dir)
@@ -60,8 +68,11 @@ describe("write-ahead log", () => {
     const dir = tempDir("wal");
     await writeEntries(dir, 10);
     const file = path.join(dir, segments(dir)[0] as string);
-    const size = fs.statSync(file).size;
-    fs.truncateSync(file, size - 5); // the crash cut the last record short
+    // The crash cut the last record short: its last 5 bytes never reached the disk.
+    const end = recordsEnd(file);
+    const data = fs.readFileSync(file);
+    data.fill(0, end - 5, end);
+    fs.writeFileSync(file, data);
     const { wal, contents } = Wal.open(dir, { fsync: true });
     expect(contents.entries.map((e) => e.index)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(contents.warnings).toHaveLength(1);
@@ -78,11 +89,57 @@ describe("write-ahead log", () => {
     const dir = tempDir("wal");
     await writeEntries(dir, 3);
     const file = path.join(dir, segments(dir)[0] as string);
+    // Both where the next record would go (inside the preallocated zeros) and past them.
+    const fd = fs.openSync(file, "r+");
+    fs.writeSync(fd, Buffer.from([0x10, 0, 0, 0, 1, 2, 3]), 0, 7, recordsEnd(file));
+    fs.closeSync(fd);
     fs.appendFileSync(file, Buffer.from([0x10, 0, 0, 0, 1, 2, 3]));
     const { wal, contents } = Wal.open(dir, { fsync: true });
     expect(contents.entries).toHaveLength(3);
     expect(contents.warnings).toHaveLength(1);
+    await wal.append([entry(4)]);
     await wal.close();
+    const again = Wal.open(dir, { fsync: true });
+    expect(again.contents.entries.map((e) => e.index)).toEqual([1, 2, 3, 4]);
+    expect(again.contents.warnings).toEqual([]);
+    await again.wal.close();
+  });
+
+  it("writes inside zeros it preallocated ahead of the records, and ends the log where they begin", async () => {
+    const dir = tempDir("wal");
+    await writeEntries(dir, 20);
+    const file = path.join(dir, segments(dir)[0] as string);
+    const data = fs.readFileSync(file);
+    expect(data.subarray(0, 8).toString("latin1")).toBe("LABWAL02");
+    // The file is longer than its records: the rest is zeros, written by no one.
+    expect(data.length).toBeGreaterThan(recordsEnd(file) + 1024 * 1024);
+    const { wal, contents } = Wal.open(dir, { fsync: true });
+    expect(contents.entries.map((e) => e.index)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(contents.warnings).toEqual([]);
+    await wal.append([entry(21)]);
+    await wal.close();
+    // The new record went right after the old ones, not after the zeros.
+    const end = recordsEnd(file);
+    expect(end).toBeLessThan(fs.statSync(file).size);
+    expect(Wal.open(dir, { fsync: true }).contents.entries.at(-1)?.index).toBe(21);
+  });
+
+  it("reads a version-1 segment (no zeros) and appends to it as it is", async () => {
+    const dir = tempDir("wal");
+    await writeEntries(dir, 5);
+    const file = path.join(dir, segments(dir)[0] as string);
+    // What an earlier build wrote: magic LABWAL01, records up to the end of the file.
+    const v1 = Buffer.from(fs.readFileSync(file).subarray(0, recordsEnd(file)));
+    v1.write("01", 6, "latin1");
+    fs.writeFileSync(file, v1);
+    const { wal, contents } = Wal.open(dir, { fsync: true });
+    expect(contents.entries.map((e) => e.index)).toEqual([1, 2, 3, 4, 5]);
+    await wal.append([entry(6)]);
+    await wal.close();
+    const after = fs.readFileSync(file);
+    expect(after.subarray(0, 8).toString("latin1")).toBe("LABWAL01");
+    expect(after.length).toBe(recordsEnd(file)); // still no zero tail an older build could not read
+    expect(Wal.open(dir, { fsync: true }).contents.entries.map((e) => e.index)).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
   it("refuses to open when a record in the middle is corrupt, naming file and offset", async () => {

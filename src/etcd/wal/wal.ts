@@ -20,6 +20,12 @@ import { crc32c } from "../../util/crc32c.js";
  * reset = 1 it came from the leader and replaced the whole log, so entries before the record are
  * void even above its index).
  *
+ * Format version 2 (this build writes it; it still reads and appends to version 1 segments): the
+ * file is extended with zeros (sparse, by ftruncate) ahead of the records, PREALLOCATE_BYTES at a
+ * time, as etcd preallocates its segments. Writes then land inside the file and an fdatasync
+ * need not commit a new file size with every write (measured on ext4 here: 0.16 vs 0.23 ms per
+ * small write + fdatasync). The log ends where the zeros begin: no record has length 0.
+ *
  * Recovery rules: a damaged record at the very end of the last segment is a write torn by a crash;
  * it was never acknowledged (we ack only after fsync), so it is truncated with a warning. A damaged
  * record anywhere else means acknowledged data is unreadable: opening fails with the file and
@@ -28,13 +34,18 @@ import { crc32c } from "../../util/crc32c.js";
  * Group commit: appends made while an fsync is in flight queue up and share the next one.
  */
 
-export const WAL_FORMAT_VERSION = 1;
-const MAGIC = Buffer.from(`LABWAL${String(WAL_FORMAT_VERSION).padStart(2, "0")}`, "latin1");
+export const WAL_FORMAT_VERSION = 2;
+const magicOf = (version: number): Buffer => Buffer.from(`LABWAL${String(version).padStart(2, "0")}`, "latin1");
+const MAGIC = magicOf(WAL_FORMAT_VERSION);
+/** Versions this build reads: 1 has no zero tail (and is appended to as it is), 2 may have one. */
+const READABLE_MAGICS = new Map([1, 2].map((v) => [magicOf(v).toString("latin1"), v]));
 const MAGIC_PREFIX = "LABWAL";
+/** How far ahead of the records a version-2 segment is extended with zeros. */
+const PREALLOCATE_BYTES = 4 * 1024 * 1024;
 const HEADER = 9;
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 /** fdatasync runs on the event loop while it averages below this; on the thread pool above it. */
-const SYNC_INLINE_BELOW_MS = 2;
+const SYNC_INLINE_BELOW_MS = Number(process.env.LAB_SYNC_INLINE_MS ?? 2);
 
 enum RecordType {
   Entry = 1,
@@ -111,7 +122,12 @@ export interface WalOptions {
 
 export class Wal {
   private fd: number;
+  /** Where the next record goes: the end of the records, not of the file (which has zeros after). */
   private size: number;
+  /** The file's length: records plus preallocated zeros. */
+  private allocated: number;
+  /** Whether the current segment is version 2 (extended ahead) rather than a version-1 file. */
+  private preallocates: boolean;
   private seq: number;
   private pending: Pending[] = [];
   private flushing = false;
@@ -125,11 +141,13 @@ export class Wal {
   private constructor(
     private readonly dir: string,
     private readonly options: WalOptions,
-    current: { fd: number; size: number; seq: number },
+    current: OpenSegment,
     lastIndex: number,
   ) {
     this.fd = current.fd;
     this.size = current.size;
+    this.allocated = current.allocated;
+    this.preallocates = current.preallocates;
     this.seq = current.seq;
     this.lastIndex = lastIndex;
     this.segmentBytes = options.segmentBytes ?? SEGMENT_BYTES;
@@ -143,6 +161,8 @@ export class Wal {
     const entries: WalEntry[] = [];
     let hardState: HardState | undefined;
     let snapshot: SnapshotMark | undefined;
+    let lastEnd = 0;
+    let lastVersion = WAL_FORMAT_VERSION;
 
     segments.forEach((seg, i) => {
       const file = path.join(dir, seg.name);
@@ -155,6 +175,8 @@ export class Wal {
         );
         fs.truncateSync(file, parsed.truncateAt);
       }
+      lastEnd = parsed.truncateAt ?? parsed.end;
+      lastVersion = parsed.version;
       for (const rec of parsed.records) {
         if (rec.type === RecordType.Entry || rec.type === RecordType.ConfEntry) {
           const e = rec.entry as WalEntry;
@@ -171,14 +193,20 @@ export class Wal {
     });
     const afterSnapshot = snapshot ? entries.filter((e) => e.index > (snapshot as SnapshotMark).index) : entries;
 
-    let current: { fd: number; size: number; seq: number };
+    let current: OpenSegment;
     const last = segments[segments.length - 1];
     if (last) {
       const file = path.join(dir, last.name);
-      const fd = fs.openSync(file, "a");
-      current = { fd, size: fs.fstatSync(fd).size, seq: last.seq };
+      const fd = fs.openSync(file, "r+");
+      current = {
+        fd,
+        size: lastEnd,
+        allocated: fs.fstatSync(fd).size,
+        preallocates: lastVersion >= 2,
+        seq: last.seq,
+      };
     } else {
-      current = createSegment(dir, 0, 1);
+      current = createSegment(dir, 0, 1, options.segmentBytes ?? SEGMENT_BYTES);
     }
     const lastIndex = entries.length > 0 ? (entries[entries.length - 1] as WalEntry).index : (snapshot?.index ?? 0);
     const wal = new Wal(dir, options, current, lastIndex);
@@ -207,12 +235,7 @@ export class Wal {
       // Nothing queued ahead of it, so writing now keeps the records in order. Not waiting for
       // the disk is what the caller asked for (e.g. a commit index, which Raft can recompute).
       try {
-        writeAll(
-          this.fd,
-          buffers,
-          buffers.reduce((n, b) => n + b.length, 0),
-        );
-        this.size += buffers.reduce((n, b) => n + b.length, 0);
+        this.write(buffers);
       } catch (err) {
         this.failed = new WalFailedError(err);
         return Promise.reject(this.failed);
@@ -264,7 +287,6 @@ export class Wal {
     }
     this.flushing = true;
     const buffers = batch.flatMap((p) => p.buffers);
-    const bytes = buffers.reduce((n, b) => n + b.length, 0);
     const fail = (err: unknown): void => {
       this.failed = new WalFailedError(err);
       for (const p of batch) p.reject(this.failed);
@@ -275,12 +297,11 @@ export class Wal {
     // The write itself goes to the page cache and takes microseconds: done synchronously, it
     // saves a thread-pool round trip per batch. Only the fdatasync waits on the disk.
     try {
-      writeAll(this.fd, buffers, bytes);
+      this.write(buffers);
     } catch (err) {
       fail(err);
       return;
     }
-    this.size += bytes;
     const done = (syncErr: NodeJS.ErrnoException | null): void => {
       if (syncErr) {
         fail(syncErr);
@@ -321,6 +342,21 @@ export class Wal {
     });
   }
 
+  /** Writes records at the end of the log, first extending a version-2 segment's zeros if needed. */
+  private write(buffers: Buffer[]): void {
+    const bytes = buffers.reduce((n, b) => n + b.length, 0);
+    if (this.preallocates && this.size + bytes > this.allocated) {
+      const target = Math.min(this.segmentBytes, this.size + bytes + PREALLOCATE_BYTES);
+      if (target > this.allocated) {
+        fs.ftruncateSync(this.fd, target);
+        this.allocated = target;
+      }
+    }
+    writeAll(this.fd, buffers, bytes, this.size);
+    this.size += bytes;
+    this.allocated = Math.max(this.allocated, this.size);
+  }
+
   /** A moving average of fdatasync times, so that a slow disk never blocks the event loop long. */
   private recordSync(ms: number): void {
     this.syncMsAverage = this.syncMsAverage * 0.9 + ms * 0.1;
@@ -329,9 +365,11 @@ export class Wal {
   /** Starts a new segment once the current one is large enough. */
   private cut(): void {
     fs.closeSync(this.fd);
-    const next = createSegment(this.dir, this.seq + 1, this.lastIndex + 1);
+    const next = createSegment(this.dir, this.seq + 1, this.lastIndex + 1, this.segmentBytes);
     this.fd = next.fd;
     this.size = next.size;
+    this.allocated = next.allocated;
+    this.preallocates = next.preallocates;
     this.seq = next.seq;
   }
 
@@ -351,15 +389,25 @@ export class Wal {
  * Writes every byte or throws why not: a short write is retried for the rest, so that a full disk
  * surfaces as the kernel's ENOSPC rather than an unexplained short count.
  */
-function writeAll(fd: number, buffers: Buffer[], total: number): void {
-  const written = fs.writevSync(fd, buffers);
+function writeAll(fd: number, buffers: Buffer[], total: number, position: number): void {
+  const written = fs.writevSync(fd, buffers, position);
   if (written === total) return;
   let rest = Buffer.concat(buffers).subarray(written);
+  let at = position + written;
   while (rest.length > 0) {
-    const n = fs.writeSync(fd, rest);
+    const n = fs.writeSync(fd, rest, 0, rest.length, at);
     if (n === 0) throw new Error(`short write: ${total - rest.length} of ${total} bytes`);
     rest = rest.subarray(n);
+    at += n;
   }
+}
+
+interface OpenSegment {
+  readonly fd: number;
+  readonly size: number;
+  readonly allocated: number;
+  readonly preallocates: boolean;
+  readonly seq: number;
 }
 
 interface Segment {
@@ -382,17 +430,19 @@ function listSegments(dir: string): Segment[] {
   return out.sort((a, b) => a.seq - b.seq);
 }
 
-function createSegment(dir: string, seq: number, firstIndex: number): { fd: number; size: number; seq: number } {
+function createSegment(dir: string, seq: number, firstIndex: number, segmentBytes: number): OpenSegment {
   const file = path.join(dir, segmentName(seq, firstIndex));
   const tmp = `${file}.tmp`;
   const fd = fs.openSync(tmp, "w");
   fs.writeSync(fd, MAGIC);
+  const allocated = Math.max(MAGIC.length, Math.min(segmentBytes, MAGIC.length + PREALLOCATE_BYTES));
+  fs.ftruncateSync(fd, allocated);
   fs.fsyncSync(fd);
   fs.closeSync(fd);
   fs.renameSync(tmp, file);
   fsyncDir(dir);
-  const afd = fs.openSync(file, "a");
-  return { fd: afd, size: MAGIC.length, seq };
+  const wfd = fs.openSync(file, "r+");
+  return { fd: wfd, size: MAGIC.length, allocated, preallocates: true, seq };
 }
 
 export function fsyncDir(dir: string): void {
@@ -439,7 +489,16 @@ interface ParsedRecord {
   readonly snapshot?: SnapshotMark;
 }
 
-function parseSegment(file: string, data: Buffer, isLast: boolean): { records: ParsedRecord[]; truncateAt?: number } {
+interface ParsedSegment {
+  readonly records: ParsedRecord[];
+  readonly version: number;
+  /** Where the records end (a version-2 segment's zeros follow). */
+  readonly end: number;
+  /** A torn last record starts here: the file is to be cut at this offset. */
+  readonly truncateAt?: number;
+}
+
+function parseSegment(file: string, data: Buffer, isLast: boolean): ParsedSegment {
   const records: ParsedRecord[] = [];
   if (data.length < MAGIC.length) {
     // A segment is created complete (written to a temp file, then renamed), so a short one is damage.
@@ -447,19 +506,22 @@ function parseSegment(file: string, data: Buffer, isLast: boolean): { records: P
   }
   const magic = data.subarray(0, MAGIC.length).toString("latin1");
   if (!magic.startsWith(MAGIC_PREFIX)) throw new WalCorruptionError(file, 0, "not a lab write-ahead log segment");
-  if (magic !== MAGIC.toString("latin1")) {
+  const version = READABLE_MAGICS.get(magic);
+  if (version === undefined) {
     throw new WalCorruptionError(
       file,
       0,
-      `format version ${magic.slice(MAGIC_PREFIX.length)} is not supported by this build (it reads version ${WAL_FORMAT_VERSION}); use the lab version that wrote it`,
+      `format version ${magic.slice(MAGIC_PREFIX.length)} is not supported by this build (it reads versions 1 and ${WAL_FORMAT_VERSION}); use the lab version that wrote it`,
     );
   }
   let off = MAGIC.length;
   while (off < data.length) {
-    const damage = (reason: string): { records: ParsedRecord[]; truncateAt: number } => {
-      if (isLast && !hasValidRecordAfter(data, off + 1)) return { records, truncateAt: off };
+    const damage = (reason: string): ParsedSegment => {
+      if (isLast && !hasValidRecordAfter(data, off + 1)) return { records, version, end: off, truncateAt: off };
       throw new WalCorruptionError(file, off, reason);
     };
+    // Preallocated zeros: the records end here (a record never has length 0).
+    if (version >= 2 && data[off] === 0 && isZero(data, off)) return { records, version, end: off };
     if (data.length - off < HEADER) return damage("record header cut short");
     const len = data.readUInt32LE(off);
     const crc = data.readUInt32LE(off + 4);
@@ -507,7 +569,18 @@ function parseSegment(file: string, data: Buffer, isLast: boolean): { records: P
     }
     off += HEADER + len;
   }
-  return { records };
+  return { records, version, end: off };
+}
+
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** Whether every byte from `from` to the end is zero. */
+function isZero(data: Buffer, from: number): boolean {
+  for (let off = from; off < data.length; off += ZEROS.length) {
+    const chunk = data.subarray(off, Math.min(data.length, off + ZEROS.length));
+    if (!chunk.equals(ZEROS.subarray(0, chunk.length))) return false;
+  }
+  return true;
 }
 
 /**
