@@ -1,6 +1,5 @@
 import * as http from "node:http";
 import * as net from "node:net";
-import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "../../util/logger.js";
 import { serviceOf } from "../proto.js";
 import type { EtcdServer } from "../server/server.js";
@@ -10,6 +9,7 @@ import { kvService } from "./kv.js";
 import { leaseService } from "./lease.js";
 import { authService, clusterService, healthService, maintenanceService } from "./maintenance.js";
 import { Metrics } from "./metrics.js";
+import { GrpcServer, type MethodDefinition } from "./server.js";
 import { watchService } from "./watch.js";
 
 /**
@@ -34,19 +34,19 @@ export interface ClientListeners {
 export async function listenClients(server: EtcdServer, logger: Logger): Promise<ClientListeners> {
   const metrics = new Metrics();
   const maxReceive = server.config.maxRequestBytes + GRPC_OVERHEAD_BYTES;
-  const grpcServer = new grpc.Server({
-    "grpc.max_receive_message_length": maxReceive,
-    "grpc.max_send_message_length": 2 ** 31 - 1,
-    "grpc.keepalive_permit_without_calls": 1,
-  });
-  grpcServer.addService(serviceOf("etcdserverpb.KV").service, kvService(server, metrics));
-  grpcServer.addService(serviceOf("etcdserverpb.Watch").service, watchService(server, metrics));
-  grpcServer.addService(serviceOf("etcdserverpb.Lease").service, leaseService(server, metrics));
-  grpcServer.addService(serviceOf("etcdserverpb.Maintenance").service, maintenanceService(server, metrics));
-  grpcServer.addService(serviceOf("etcdserverpb.Cluster").service, clusterService(server, metrics));
-  grpcServer.addService(serviceOf("etcdserverpb.Auth").service, authService(metrics));
-  grpcServer.addService(serviceOf("grpc.health.v1.Health").service, healthService(server));
-  const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const grpcServer = new GrpcServer({ maxReceiveMessageLength: maxReceive });
+  const add = (service: string, implementation: object): void =>
+    grpcServer.addService(
+      serviceOf(service).service as unknown as Record<string, MethodDefinition>,
+      implementation as Record<string, never>,
+    );
+  add("etcdserverpb.KV", kvService(server, metrics));
+  add("etcdserverpb.Watch", watchService(server, metrics));
+  add("etcdserverpb.Lease", leaseService(server, metrics));
+  add("etcdserverpb.Maintenance", maintenanceService(server, metrics));
+  add("etcdserverpb.Cluster", clusterService(server, metrics));
+  add("etcdserverpb.Auth", authService(metrics));
+  add("grpc.health.v1.Health", healthService(server));
 
   const answer = httpResponder(server, metrics);
   const sockets = new Set<net.Socket>();
@@ -60,7 +60,7 @@ export async function listenClients(server: EtcdServer, logger: Logger): Promise
       sockets.add(socket);
       socket.on("close", () => sockets.delete(socket));
       socket.on("error", () => socket.destroy());
-      routeConnection(socket, injector, answer);
+      routeConnection(socket, grpcServer, answer);
     });
     clientAddresses.push(await listen(netServer, url, logger, "client"));
     servers.push(netServer);
@@ -82,8 +82,7 @@ export async function listenClients(server: EtcdServer, logger: Logger): Promise
     async close() {
       for (const s of servers) s.close();
       for (const s of sockets) s.destroy();
-      injector.destroy();
-      grpcServer.forceShutdown();
+      grpcServer.close();
     },
   };
 }
@@ -92,7 +91,7 @@ export async function listenClients(server: EtcdServer, logger: Logger): Promise
  * Sends a new connection to gRPC or to the plain HTTP responder by its first bytes. gRPC gets the
  * socket itself (Node's HTTP/2 session feeds itself the bytes already read and put back).
  */
-function routeConnection(socket: net.Socket, injector: grpc.ConnectionInjector, answer: HttpResponder): void {
+function routeConnection(socket: net.Socket, grpcServer: GrpcServer, answer: HttpResponder): void {
   let head = Buffer.alloc(0);
   const onData = (chunk: Buffer): void => {
     head = Buffer.concat([head, chunk]);
@@ -103,7 +102,7 @@ function routeConnection(socket: net.Socket, injector: grpc.ConnectionInjector, 
       socket.off("data", onData);
       socket.pause();
       socket.unshift(head);
-      injector.injectConnection(socket);
+      grpcServer.handleConnection(socket);
       return;
     }
     // HTTP/1: wait for the whole request head (and body, if any), answer, close (health probes,
