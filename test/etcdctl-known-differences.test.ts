@@ -29,12 +29,15 @@ describe("known differences: lab etcd vs etcd 3.4.23", () => {
     }
   });
 
-  // etcd compares --max-request-bytes with the size of its raft entry (InternalRaftRequest); ours
-  // measures its own log entry, which encodes default-valued fields and is ~5 bytes larger, so
-  // requests within a few bytes of the limit are refused by ours only. Fix belongs in the
-  // proposal path (src/etcd/server/server.ts propose, or src/etcd/proto.ts encodeInternal).
-  it.fails("a put just under --max-request-bytes", async () => {
-    expect((await pair.same(["put", "k"], { input: "x".repeat(4070) })).stdout).toBe("OK\n");
+  // No longer a difference: etcd compares --max-request-bytes with the size of its raft entry;
+  // ours now encodes its entry as etcd does (no default-valued fields) and counts the 3 bytes
+  // etcd's nested request header adds, so the limit falls on the same byte (4074 bytes of value
+  // under a 4096-byte limit, with the key "k").
+  it("a put just under, at and just over --max-request-bytes", async () => {
+    for (const size of [4070, 4074, 4075, 4078]) {
+      await pair.same(["put", "k"], { input: "x".repeat(size) });
+    }
+    expect((await pair.same(["put", "k"], { input: "x".repeat(4074) })).stdout).toBe("OK\n");
   });
 
   // No longer a difference (kept here beside the others it was listed with): over

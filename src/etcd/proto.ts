@@ -93,10 +93,60 @@ function internal(): protobuf.Type {
   return internalType;
 }
 
+/**
+ * Encodes a log command the way etcd marshals its own (gogo protobuf): default-valued fields are
+ * left out. Requests arrive decoded with every default filled in (CONVERSION's `defaults`), and
+ * encoding those too made each entry a few bytes larger than etcd's, enough to refuse requests
+ * within a few bytes of --max-request-bytes that etcd accepts. Decoding restores the defaults.
+ */
 export function encodeInternal(req: InternalRequest): Buffer {
   const t = internal();
-  const bytes = t.encode(t.fromObject(req)).finish();
+  const bytes = t.encode(t.fromObject(withoutDefaults(t, req as unknown as Record<string, unknown>))).finish();
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A copy of `value` (a message of `type`) holding only fields whose value is not the default. */
+function withoutDefaults(type: protobuf.Type, value: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const field of type.fieldsArray) {
+    const v = value[field.name];
+    if (v === undefined || v === null) continue;
+    const nested = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
+    if (field.repeated) {
+      if (!Array.isArray(v) || v.length === 0) continue;
+      out[field.name] = nested ? v.map((item) => withoutDefaults(nested, item as Record<string, unknown>)) : v;
+      continue;
+    }
+    if (field.map) {
+      if (Object.keys(v as object).length > 0) out[field.name] = v;
+      continue;
+    }
+    if (nested) {
+      out[field.name] = withoutDefaults(nested, v as Record<string, unknown>);
+      continue;
+    }
+    // A oneof member counts by its presence, default value or not (as on the wire).
+    if (field.partOf !== null || !isDefaultScalar(field, v)) out[field.name] = v;
+  }
+  return out;
+}
+
+const LONG_TYPES = new Set(["int64", "uint64", "sint64", "fixed64", "sfixed64"]);
+
+/** Whether a scalar (or enum) field holds its proto3 default, judged by the field's own type. */
+function isDefaultScalar(field: protobuf.Field, v: unknown): boolean {
+  if (field.type === "string") return v === "";
+  if (field.type === "bytes") return v instanceof Uint8Array && v.length === 0;
+  if (field.type === "bool") return v === false;
+  if (LONG_TYPES.has(field.type)) {
+    if (typeof v === "string") return v === "0";
+    if (typeof v === "number") return v === 0;
+    if (typeof v === "bigint") return v === 0n;
+    const long = v as { low?: number; high?: number };
+    return long.low === 0 && long.high === 0;
+  }
+  // 32-bit integers, floats and enums (CONVERSION gives enums as numbers).
+  return v === 0;
 }
 
 export function decodeInternal(data: Buffer): InternalRequest {

@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { decodeInternal, encodeInternal, serviceOf } from "../src/etcd/proto.js";
+import type { InternalRequest } from "../src/etcd/wire.js";
+
+/** A request as the gRPC layer hands it over: decoded with every default filled in. */
+function asReceived(method: string, body: object): Record<string, unknown> {
+  const def = serviceOf("etcdserverpb.KV").service as unknown as Record<
+    string,
+    { requestSerialize: (v: object) => Buffer; requestDeserialize: (b: Buffer) => Record<string, unknown> }
+  >;
+  const m = def[method];
+  if (!m) throw new Error(`no method ${method}`);
+  return m.requestDeserialize(m.requestSerialize(body));
+}
+
+describe("log command encoding", () => {
+  it("leaves default-valued fields out, and decoding restores them", () => {
+    const put = asReceived("Put", { key: Buffer.from("k"), value: Buffer.from("v") });
+    const req = { id: "12345678901234567", put } as unknown as InternalRequest;
+    const bytes = encodeInternal(req);
+    // id (1 tag + 8 varint bytes) + put (1 tag + 1 length + key 3 + value 3): nothing else.
+    expect(bytes.length).toBe(1 + 8 + 2 + 6);
+    expect(decodeInternal(bytes)).toEqual(decodeInternal(encodeInternal(decodeInternal(bytes))));
+    expect(decodeInternal(bytes).put).toEqual(put);
+  });
+
+  it("keeps oneof members that hold a default value, strings that read '0', and empty nested messages", () => {
+    const txn = asReceived("Txn", {
+      compare: [
+        { result: 0, target: 3, key: Buffer.from("k"), value: Buffer.alloc(0) },
+        { result: 0, target: 0, key: Buffer.from("k"), version: "0" },
+      ],
+      success: [{ request_range: { key: Buffer.from("k") } }, { request_delete_range: {} }],
+      failure: [],
+    });
+    const back = decodeInternal(encodeInternal({ id: "7", txn } as unknown as InternalRequest));
+    expect(back.txn).toEqual(txn);
+    const compare = (back.txn as unknown as { compare: Array<Record<string, unknown>> }).compare;
+    expect(compare[0]?.value).toEqual(Buffer.alloc(0));
+    expect(compare[1]?.version).toBe("0");
+    const member = decodeInternal(
+      encodeInternal({ id: "8", member_attributes: { id: "9", name: "0", client_urls: ["0"] } } as InternalRequest),
+    );
+    expect(member.member_attributes).toEqual({ id: "9", name: "0", client_urls: ["0"] });
+  });
+});
