@@ -433,7 +433,9 @@ const ROWS: [keyof Figures, string][] = [
 
 const ours = await measure("lab");
 const etcd = await measure("etcd");
-console.log(`| figure (3 members, ${SECONDS} s per phase, after ${WARMUP_SECONDS} s of warm-up) | lab | etcd 3.4.23 | lab/etcd |`);
+console.log(
+  `| figure (3 members, ${SECONDS} s per phase, after ${WARMUP_SECONDS} s of warm-up) | lab | etcd 3.4.23 | lab/etcd |`,
+);
 console.log("|---|---|---|---|");
 for (const [key, label] of ROWS) {
   console.log(`| ${label} | ${fmt(ours[key])} | ${fmt(etcd[key])} | ${ratio(ours[key], etcd[key])} |`);

@@ -149,49 +149,65 @@ async function rssAfterKeys(server: Server): Promise<number> {
   return kb / 1024;
 }
 
-async function measure(kind: "lab" | "etcd"): Promise<Figures> {
-  const server = await startServer(kind);
+/**
+ * Both servers run side by side (the idle one costs next to nothing) and each phase runs on one,
+ * then at once on the other, so that the disk's drift over the run (its fsync time moves by tens
+ * of percent within minutes on this VM) falls on both sides of a ratio alike.
+ */
+async function measureBoth(): Promise<{ lab: Figures; etcd: Figures }> {
+  const servers = { lab: await startServer("lab"), etcd: await startServer("etcd") };
+  const kinds = ["lab", "etcd"] as const;
   try {
-    process.stderr.write(`${kind}: warm-up, ${WARMUP_SECONDS} s (not measured)\n`);
-    await warmUp(server.endpoint);
-    process.stderr.write(`${kind}: puts, 1 client\n`);
-    const one = await drive(server.endpoint, 1, 1, (c, _l, i) =>
-      c
-        .put(`one/${i % 1000}`)
-        .value("v".repeat(64))
-        .exec(),
-    );
-    process.stderr.write(`${kind}: puts, ${CONNECTIONS * PER_CONNECTION} clients\n`);
-    const many = await drive(server.endpoint, CONNECTIONS, PER_CONNECTION, (c, l, i) =>
-      c
-        .put(`many/${l}/${i % 100}`)
-        .value("v".repeat(64))
-        .exec(),
-    );
-    process.stderr.write(`${kind}: ranges, ${CONNECTIONS * PER_CONNECTION} clients\n`);
-    const ranges = await drive(server.endpoint, CONNECTIONS, PER_CONNECTION, (c, l) =>
-      c.get(`many/${l}/${l % 100}`).string(),
-    );
-    process.stderr.write(`${kind}: watch events\n`);
-    const watch = await watchEventsPerSec(server.endpoint);
-    process.stderr.write(`${kind}: memory at ${KEYS_FOR_MEMORY} keys\n`);
-    const rss = await rssAfterKeys(server);
-    return {
-      putsPerSec1: one.perSec,
-      p50Put1: one.p50,
-      p99Put1: one.p99,
-      putsPerSec128: many.perSec,
-      p50Put128: many.p50,
-      p99Put128: many.p99,
-      rangesPerSec128: ranges.perSec,
-      p99Range128: ranges.p99,
-      watchEventsPerSec: watch,
-      rssMiB100k: rss,
+    const each = async <T>(label: string, run: (server: Server) => Promise<T>): Promise<Record<Kind, T>> => {
+      const out = {} as Record<Kind, T>;
+      for (const kind of kinds) {
+        process.stderr.write(`${kind}: ${label}\n`);
+        out[kind] = await run(servers[kind]);
+      }
+      return out;
     };
+    await each(`warm-up, ${WARMUP_SECONDS} s (not measured)`, (s) => warmUp(s.endpoint));
+    const one = await each("puts, 1 client", (s) =>
+      drive(s.endpoint, 1, 1, (c, _l, i) =>
+        c
+          .put(`one/${i % 1000}`)
+          .value("v".repeat(64))
+          .exec(),
+      ),
+    );
+    const many = await each(`puts, ${CONNECTIONS * PER_CONNECTION} clients`, (s) =>
+      drive(s.endpoint, CONNECTIONS, PER_CONNECTION, (c, l, i) =>
+        c
+          .put(`many/${l}/${i % 100}`)
+          .value("v".repeat(64))
+          .exec(),
+      ),
+    );
+    const ranges = await each(`ranges, ${CONNECTIONS * PER_CONNECTION} clients`, (s) =>
+      drive(s.endpoint, CONNECTIONS, PER_CONNECTION, (c, l) => c.get(`many/${l}/${l % 100}`).string()),
+    );
+    const watch = await each("watch events", (s) => watchEventsPerSec(s.endpoint));
+    const rss = await each(`memory at ${KEYS_FOR_MEMORY} keys`, (s) => rssAfterKeys(s));
+    const figures = (kind: Kind): Figures => ({
+      putsPerSec1: one[kind].perSec,
+      p50Put1: one[kind].p50,
+      p99Put1: one[kind].p99,
+      putsPerSec128: many[kind].perSec,
+      p50Put128: many[kind].p50,
+      p99Put128: many[kind].p99,
+      rangesPerSec128: ranges[kind].perSec,
+      p99Range128: ranges[kind].p99,
+      watchEventsPerSec: watch[kind],
+      rssMiB100k: rss[kind],
+    });
+    return { lab: figures("lab"), etcd: figures("etcd") };
   } finally {
-    await server.stop();
+    await servers.lab.stop();
+    await servers.etcd.stop();
   }
 }
+
+type Kind = "lab" | "etcd";
 
 const ROWS: [keyof Figures, string, string][] = [
   ["putsPerSec1", "puts/s, 1 client", "higher"],
@@ -206,8 +222,7 @@ const ROWS: [keyof Figures, string, string][] = [
   ["rssMiB100k", `RSS MiB at ${KEYS_FOR_MEMORY} keys`, "lower"],
 ];
 
-const ours = await measure("lab");
-const etcd = await measure("etcd");
+const { lab: ours, etcd } = await measureBoth();
 console.log(`| figure (${SECONDS} s per phase, after ${WARMUP_SECONDS} s of warm-up) | lab | etcd 3.4.23 | lab/etcd |`);
 console.log("|---|---|---|---|");
 for (const [key, label] of ROWS) {
