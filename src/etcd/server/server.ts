@@ -52,7 +52,8 @@ export type { Member } from "./membership.js";
  * etcd checks --max-request-bytes against its own log entry, which carries the request ID in a
  * nested header (field 100: 2 tag bytes + 1 length byte around the ID) where ours has a top-level
  * field (1 tag byte): 3 bytes more for the same request. Counting them puts the limit where
- * etcd's is (checked byte for byte by test/etcdctl-known-differences.test.ts).
+ * etcd's is, give or take the byte or two by which either ID's varint length varies
+ * (test/etcdctl-known-differences.test.ts).
  */
 const ETCD_HEADER_EXTRA_BYTES = 3;
 
