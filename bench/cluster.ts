@@ -31,12 +31,16 @@ import {
   freePort,
   LAB_CLI,
   median,
+  onBothSides,
   PER_CONNECTION,
   passThrough,
+  putFromManyClients,
+  putFromOneClient,
   REAL_ETCD,
   ratio,
   removeDir,
   SECONDS,
+  type Side,
   sleep,
   stopChild,
   tempDir,
@@ -45,7 +49,7 @@ import {
   warmUp,
 } from "./common.js";
 
-type Kind = "lab" | "etcd";
+type Kind = Side;
 
 const KILLS = Number(process.env.LAB_BENCH_KILLS ?? 10);
 if (!Number.isInteger(KILLS) || KILLS < 0) throw new Error(`LAB_BENCH_KILLS must be a whole number, not ${KILLS}`);
@@ -340,49 +344,24 @@ interface Figures {
   rejoinMedian: number;
 }
 
-/**
- * Both clusters run side by side (the idle one costs next to nothing) and each phase, and each
- * leader kill, runs on one and then at once on the other, so that the disk's drift over the run
- * falls on both sides of a ratio alike.
- */
+/** Both clusters side by side, each phase and each kill on one and then at once on the other (onBothSides). */
 async function measureBoth(): Promise<Record<Kind, Figures>> {
-  const kinds = ["lab", "etcd"] as const;
   const clusters: Partial<Record<Kind, Cluster>> = {};
   try {
-    for (const kind of kinds) {
-      process.stderr.write(`${kind}: starting 3 members\n`);
+    await onBothSides("starting 3 members", async (kind) => {
       clusters[kind] = await Cluster.start(kind);
-    }
+    });
     const cluster = (kind: Kind): Cluster => clusters[kind] as Cluster;
-    const each = async (label: string, run: (hosts: string[]) => Promise<DriveResult>) => {
-      const out = {} as Record<Kind, DriveResult>;
-      for (const kind of kinds) {
-        process.stderr.write(`${kind}: ${label}\n`);
+    const each = (label: string, run: (hosts: string[]) => Promise<DriveResult>) =>
+      onBothSides(label, async (kind) => {
         const r = await run(cluster(kind).endpoints);
         if (r.errors > 0) process.stderr.write(`${kind}:   ${r.errors} errors: ${describeErrors(r.errorMessages)}\n`);
-        out[kind] = r;
-      }
-      return out;
-    };
-    for (const kind of kinds) {
-      process.stderr.write(`${kind}: warm-up, ${WARMUP_SECONDS} s (not measured)\n`);
-      await warmUp(cluster(kind).endpoints);
-    }
-    const one = await each("puts, 1 client", (hosts) =>
-      drive(hosts, 1, 1, (c, _l, i) =>
-        c
-          .put(`one/${i % 1000}`)
-          .value("v".repeat(64))
-          .exec(),
-      ),
-    );
+        return r;
+      });
+    await onBothSides(`warm-up, ${WARMUP_SECONDS} s (not measured)`, (kind) => warmUp(cluster(kind).endpoints));
+    const one = await each("puts, 1 client", (hosts) => drive(hosts, 1, 1, putFromOneClient));
     const many = await each(`puts, ${MANY} clients`, (hosts) =>
-      drive(hosts, CONNECTIONS, PER_CONNECTION, (c, l, i) =>
-        c
-          .put(`many/${l}/${i % 100}`)
-          .value("v".repeat(64))
-          .exec(),
-      ),
+      drive(hosts, CONNECTIONS, PER_CONNECTION, putFromManyClients),
     );
     const linearizable = await each(`linearizable ranges, ${MANY} clients`, (hosts) =>
       drive(hosts, CONNECTIONS, PER_CONNECTION, (c, l) => c.get(`many/${l}/${l % 100}`).string()),
@@ -397,7 +376,7 @@ async function measureBoth(): Promise<Record<Kind, Figures>> {
     );
     const kills: Record<Kind, Kill[]> = { lab: [], etcd: [] };
     for (let n = 1; n <= KILLS; n++) {
-      for (const kind of kinds) {
+      await onBothSides(`leader kill ${n}/${KILLS}`, async (kind) => {
         const k = await failover(cluster(kind), n);
         kills[kind].push(k);
         process.stderr.write(
@@ -405,7 +384,7 @@ async function measureBoth(): Promise<Record<Kind, Figures>> {
             `put after ${k.ms.toFixed(0)} ms (exit ${k.exitMs.toFixed(0)} ms, ${k.attempts} attempts` +
             `${k.errors.size > 0 ? `: ${describeErrors(k.errors)}` : ""}); rejoined in ${k.rejoinMs.toFixed(0)} ms\n`,
         );
-      }
+      });
     }
     const figures = (kind: Kind): Figures => {
       const times = kills[kind].map((k) => k.ms);
@@ -429,7 +408,7 @@ async function measureBoth(): Promise<Record<Kind, Figures>> {
     };
     return { lab: figures("lab"), etcd: figures("etcd") };
   } finally {
-    for (const kind of kinds) await clusters[kind]?.stop();
+    for (const c of Object.values(clusters)) await c.stop();
   }
 }
 

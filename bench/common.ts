@@ -206,6 +206,36 @@ export async function warmUp(hosts: string | string[]): Promise<void> {
   );
 }
 
+/** The two sides of every benchmark: our server(s) and real etcd's. */
+export type Side = "lab" | "etcd";
+const SIDES: readonly Side[] = ["lab", "etcd"];
+
+/**
+ * Runs a phase on our side and then at once on etcd's, both servers running side by side (the
+ * idle one costs next to nothing), so that the disk's drift over a run (its fsync time moves by
+ * tens of percent within minutes on this VM) falls on both sides of a ratio alike.
+ */
+export async function onBothSides<T>(label: string, run: (side: Side) => Promise<T>): Promise<Record<Side, T>> {
+  const out = {} as Record<Side, T>;
+  for (const side of SIDES) {
+    process.stderr.write(`${side}: ${label}\n`);
+    out[side] = await run(side);
+  }
+  return out;
+}
+
+/** The write phases both benchmarks measure: 64-byte puts from one client, and from 128. */
+export const putFromOneClient = (c: Etcd3, _loop: number, i: number): Promise<unknown> =>
+  c
+    .put(`one/${i % 1000}`)
+    .value("v".repeat(64))
+    .exec();
+export const putFromManyClients = (c: Etcd3, loop: number, i: number): Promise<unknown> =>
+  c
+    .put(`many/${loop}/${i % 100}`)
+    .value("v".repeat(64))
+    .exec();
+
 /** Counts an error by its message, without the timings grpc-js appends to a deadline error. */
 export function countError(counts: Map<string, number>, err: unknown): void {
   const msg = (err as Error).message.replace(/(Deadline exceeded) after .*$/, "$1");

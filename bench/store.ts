@@ -23,11 +23,15 @@ import {
   fmt,
   freePort,
   LAB_CLI,
+  onBothSides,
   PER_CONNECTION,
+  putFromManyClients,
+  putFromOneClient,
   REAL_ETCD,
   ratio,
   removeDir,
   SECONDS,
+  type Side,
   sleep,
   stopChild,
   tempDir,
@@ -149,46 +153,23 @@ async function rssAfterKeys(server: Server): Promise<number> {
   return kb / 1024;
 }
 
-/**
- * Both servers run side by side (the idle one costs next to nothing) and each phase runs on one,
- * then at once on the other, so that the disk's drift over the run (its fsync time moves by tens
- * of percent within minutes on this VM) falls on both sides of a ratio alike.
- */
+/** Both servers side by side, each phase on one and then at once on the other (onBothSides). */
 async function measureBoth(): Promise<{ lab: Figures; etcd: Figures }> {
   const servers = { lab: await startServer("lab"), etcd: await startServer("etcd") };
-  const kinds = ["lab", "etcd"] as const;
   try {
-    const each = async <T>(label: string, run: (server: Server) => Promise<T>): Promise<Record<Kind, T>> => {
-      const out = {} as Record<Kind, T>;
-      for (const kind of kinds) {
-        process.stderr.write(`${kind}: ${label}\n`);
-        out[kind] = await run(servers[kind]);
-      }
-      return out;
-    };
+    const each = <T>(label: string, run: (server: Server) => Promise<T>): Promise<Record<Side, T>> =>
+      onBothSides(label, (side) => run(servers[side]));
     await each(`warm-up, ${WARMUP_SECONDS} s (not measured)`, (s) => warmUp(s.endpoint));
-    const one = await each("puts, 1 client", (s) =>
-      drive(s.endpoint, 1, 1, (c, _l, i) =>
-        c
-          .put(`one/${i % 1000}`)
-          .value("v".repeat(64))
-          .exec(),
-      ),
-    );
+    const one = await each("puts, 1 client", (s) => drive(s.endpoint, 1, 1, putFromOneClient));
     const many = await each(`puts, ${CONNECTIONS * PER_CONNECTION} clients`, (s) =>
-      drive(s.endpoint, CONNECTIONS, PER_CONNECTION, (c, l, i) =>
-        c
-          .put(`many/${l}/${i % 100}`)
-          .value("v".repeat(64))
-          .exec(),
-      ),
+      drive(s.endpoint, CONNECTIONS, PER_CONNECTION, putFromManyClients),
     );
     const ranges = await each(`ranges, ${CONNECTIONS * PER_CONNECTION} clients`, (s) =>
       drive(s.endpoint, CONNECTIONS, PER_CONNECTION, (c, l) => c.get(`many/${l}/${l % 100}`).string()),
     );
     const watch = await each("watch events", (s) => watchEventsPerSec(s.endpoint));
     const rss = await each(`memory at ${KEYS_FOR_MEMORY} keys`, (s) => rssAfterKeys(s));
-    const figures = (kind: Kind): Figures => ({
+    const figures = (kind: Side): Figures => ({
       putsPerSec1: one[kind].perSec,
       p50Put1: one[kind].p50,
       p99Put1: one[kind].p99,
@@ -206,8 +187,6 @@ async function measureBoth(): Promise<{ lab: Figures; etcd: Figures }> {
     await servers.etcd.stop();
   }
 }
-
-type Kind = "lab" | "etcd";
 
 const ROWS: [keyof Figures, string, string][] = [
   ["putsPerSec1", "puts/s, 1 client", "higher"],

@@ -330,18 +330,10 @@ class Responder {
 
   /** Ends the call with OK after whatever was written. */
   succeed(): void {
-    if (this.finished) return;
-    this.end();
-    if (this.stream.destroyed || this.stream.closed) return;
-    if (!this.headersSent) {
-      sendTrailersOnly(this.stream, { code: grpc.status.OK, details: "" });
-      return;
-    }
-    this.stream.once("wantTrailers", () => this.stream.sendTrailers(OK_TRAILERS));
-    this.stream.end();
+    this.fail({ code: grpc.status.OK, details: "" });
   }
 
-  /** Ends the call with an error status (trailers-only when nothing was sent yet). */
+  /** Ends the call with a status after whatever was written (trailers-only when nothing was). */
   fail(s: Status): void {
     if (this.finished) return;
     this.end();

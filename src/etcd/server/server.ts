@@ -47,7 +47,6 @@ import { WatchHub } from "./watch-hub.js";
 
 export type { Member } from "./membership.js";
 
-/** Messages a follower passes on to the leader for someone else (no promise about its own log). */
 /**
  * etcd checks --max-request-bytes against its own log entry, which carries the request ID in a
  * nested header (field 100: 2 tag bytes + 1 length byte around the ID) where ours has a top-level
@@ -60,6 +59,7 @@ const ETCD_HEADER_EXTRA_BYTES = 3;
 /** Commands proposed together travel in one MsgProp up to about this size (one command always goes). */
 const MAX_PROPOSAL_BATCH_BYTES = 1024 * 1024;
 
+/** Messages a follower passes on to the leader for someone else (no promise about its own log). */
 const FORWARDED: ReadonlySet<MessageType> = new Set([MessageType.MsgProp, MessageType.MsgReadIndex]);
 
 /** etcd 3.4's API level, which clients (etcdctl, client libraries) check. */

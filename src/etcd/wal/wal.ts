@@ -45,7 +45,7 @@ const PREALLOCATE_BYTES = 4 * 1024 * 1024;
 const HEADER = 9;
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 /** fdatasync runs on the event loop while it averages below this; on the thread pool above it. */
-const SYNC_INLINE_BELOW_MS = Number(process.env.LAB_SYNC_INLINE_MS ?? 2);
+const SYNC_INLINE_BELOW_MS = 2;
 
 enum RecordType {
   Entry = 1,
