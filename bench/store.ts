@@ -5,7 +5,7 @@
  *
  *   npm run bench                       # all phases, 5 s each
  *   LAB_BENCH_SECONDS=10 npm run bench  # longer phases
- *   LAB_BENCH_WARMUP_SECONDS=0 npm run bench  # no unmeasured warm-up first (default 5 s)
+ *   LAB_BENCH_WARMUP_SECONDS=0 npm run bench  # no unmeasured warm-up first (default 20 s)
  *   npm run bench:cluster               # three-member clusters and failover: bench/cluster.ts
  *
  * Not a test: nothing here asserts a speed. The README records the ratios.

@@ -106,6 +106,26 @@ describe.each(servers)("the etcd3 npm client against %s", (_name, start) => {
     expect(await client.get("crudx").string()).toBe("outside");
   });
 
+  it("answers a burst of writes far larger than one proposal pass, each once, at distinct revisions", async () => {
+    // Our member proposes at most 64 queued requests per Raft pass and takes the rest in later
+    // passes: none may be lost, answered twice, or left waiting.
+    const n = 300;
+    const responses = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        client
+          .put(`burst/${String(i).padStart(3, "0")}`)
+          .value(`v${i}`)
+          .exec(),
+      ),
+    );
+    const revisions = responses.map((r) => Number(r.header.revision)).sort((a, b) => a - b);
+    expect(new Set(revisions).size).toBe(n);
+    expect((revisions.at(-1) ?? 0) - (revisions[0] ?? 0)).toBe(n - 1);
+    const stored = await client.getAll().prefix("burst/").strings();
+    expect(Object.keys(stored)).toHaveLength(n);
+    expect(stored["burst/299"]).toBe("v299");
+  });
+
   it("runs transactions built with if/then/else", async () => {
     await client.put("txn/k").value("v1");
     const ok = await client
