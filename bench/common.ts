@@ -186,9 +186,9 @@ export async function drive(
  * Unmeasured load before the first phase, the same for both servers: puts and gets from 128
  * clients for three quarters of WARMUP_SECONDS, then puts from one client for the rest. Our member
  * runs on a JIT that compiles its hot paths only after they have run for a while (etcd is compiled
- * ahead of time), and one client's calls take paths of their own (batches of one): after 5 s of
- * 128-client load alone, a 3-member cluster of ours still spent ~1.5 ms more CPU per one-client put
- * than after 20 s of both, and ran ~0.8× etcd's rate instead of ~1.0×. Keys under warmup/ only.
+ * ahead of time), and one client's calls take paths of their own (batches of one): after 3 s of
+ * 128-client load, a 3-member cluster of ours spent ~1.5 ms more CPU per one-client put than after
+ * 25 s of both, and ran ~0.8× etcd's rate instead of ~1.0×. Keys under warmup/ only.
  */
 export async function warmUp(hosts: string | string[]): Promise<void> {
   if (!(WARMUP_SECONDS > 0)) return;
