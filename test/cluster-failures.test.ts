@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { type ClusterMember, TestCluster } from "./helpers/cluster.js";
+import { type ClusterMember, setFaults, TestCluster } from "./helpers/cluster.js";
 import { connect, num, prefixEnd } from "./helpers/grpc-client.js";
 import { etcdctl, sleep } from "./helpers/nodes.js";
 import { Workload } from "./helpers/workload.js";
@@ -189,17 +189,6 @@ describe("failures in a three-member cluster", () => {
     expect(ttl.stdout).toMatch(/granted with TTL\(6s\), remaining\([1-6]s\)/);
   });
 });
-
-/** The lab's fault hook on a member's client port (POST/DELETE /lab/faults). */
-async function setFaults(m: ClusterMember, method: "POST" | "DELETE", body?: object): Promise<string> {
-  const res = await fetch(`http://${m.endpoint}/lab/faults`, {
-    method,
-    ...(body ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`fault hook ${method}: ${res.status} ${text}`);
-  return text;
-}
 
 describe("partitions through the fault hook", () => {
   it("an isolated leader steps down, the majority elects another, and the old leader's uncommitted entries are gone after healing", async () => {

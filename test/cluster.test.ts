@@ -1,5 +1,6 @@
+import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ClusterMember, parseJsonBig, TestCluster } from "./helpers/cluster.js";
+import { type ClusterMember, parseJsonBig, setFaults, TestCluster } from "./helpers/cluster.js";
 import { etcdctl, sleep } from "./helpers/nodes.js";
 
 /**
@@ -109,6 +110,62 @@ describe("a three-member cluster", () => {
     expect(gone).toBe(true);
     const after = await etcdctl(leader.endpoint, ["lease", "timetolive", id]);
     expect(after.stdout.trim()).toBe(`lease ${id} already expired`);
+  });
+
+  it("loses and fails no write sent during a leadership transfer, and stores each once", async () => {
+    // 128 writers on the leader keep more requests waiting than one Raft pass takes (64) while
+    // leadership moves; the leader's messages to the new leader are delayed by 300 ms, so the
+    // transfer lasts that long, and the leader refuses proposals meanwhile (as etcd's does): those
+    // keep their place and go at the next tick, to whichever member then leads.
+    const leader = await cluster.waitLeader();
+    const target = cluster.members.find((m) => m !== leader) as ClusterMember;
+    const st = await cluster.statuses();
+    const targetId = BigInt(String(st.find((s) => s.Endpoint === target.endpoint)?.Status.header.member_id));
+    const clients = Array.from({ length: 8 }, () => new Etcd3({ hosts: `http://${leader.endpoint}` }));
+    const acked: { key: string; value: string; revision: number }[] = [];
+    const refused: string[] = [];
+    let stop = false;
+    try {
+      const writers = Array.from({ length: 128 }, async (_, w) => {
+        for (let i = 0; !stop; i++) {
+          const key = `transfer/${w}/${i}`;
+          const value = `v${w}.${i}`;
+          try {
+            const r = await (clients[w % clients.length] as Etcd3).put(key).value(value).exec();
+            acked.push({ key, value, revision: Number(r.header.revision) });
+          } catch (err) {
+            refused.push((err as Error).message);
+            await sleep(10);
+          }
+        }
+      });
+      while (acked.length < 200) await sleep(10);
+      await setFaults(leader, "POST", { peer: targetId.toString(16), delayMs: 300 });
+      const moved = await etcdctl(leader.endpoint, ["move-leader", targetId.toString(16)]);
+      await setFaults(leader, "DELETE");
+      expect(moved.stdout, moved.stderr).toContain("Leadership transferred from");
+      const before = acked.length;
+      while (acked.length < before + 200) await sleep(10);
+      stop = true;
+      await Promise.all(writers);
+    } finally {
+      stop = true;
+      for (const c of clients) c.close();
+    }
+    // None fails: the member holds what the leader in transfer refused and proposes it again.
+    expect(refused).toEqual([]);
+    // Each acknowledged write is stored, at its own revision.
+    expect(new Set(acked.map((a) => a.revision)).size).toBe(acked.length);
+    await cluster.waitConverged();
+    for (const m of cluster.members) {
+      const c = new Etcd3({ hosts: `http://${m.endpoint}` });
+      try {
+        const stored = await c.getAll().prefix("transfer/").strings();
+        for (const a of acked) expect(stored[a.key]).toBe(a.value);
+      } finally {
+        c.close();
+      }
+    }
   });
 
   it("moves leadership with move-leader", async () => {

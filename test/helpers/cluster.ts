@@ -240,3 +240,14 @@ export interface EndpointStatus {
     isLearner?: boolean;
   };
 }
+
+/** The lab's fault hook on a member's client port (POST/DELETE /lab/faults). */
+export async function setFaults(m: ClusterMember, method: "POST" | "DELETE", body?: object): Promise<string> {
+  const res = await fetch(`http://${m.endpoint}/lab/faults`, {
+    method,
+    ...(body ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`fault hook ${method}: ${res.status} ${text}`);
+  return text;
+}
