@@ -33,7 +33,9 @@ import {
   median,
   onBothSides,
   PER_CONNECTION,
+  type PutFigures,
   passThrough,
+  putFigures,
   putFromManyClients,
   putFromOneClient,
   REAL_ETCD,
@@ -326,13 +328,7 @@ async function failover(cluster: Cluster, n: number): Promise<Kill> {
   }
 }
 
-interface Figures {
-  putsPerSec1: number;
-  p50Put1: number;
-  p99Put1: number;
-  putsPerSec128: number;
-  p50Put128: number;
-  p99Put128: number;
+interface Figures extends PutFigures {
   linearizablePerSec128: number;
   p99Linearizable128: number;
   serializablePerSec128: number;
@@ -389,12 +385,7 @@ async function measureBoth(): Promise<Record<Kind, Figures>> {
     const figures = (kind: Kind): Figures => {
       const times = kills[kind].map((k) => k.ms);
       return {
-        putsPerSec1: one[kind].perSec,
-        p50Put1: one[kind].p50,
-        p99Put1: one[kind].p99,
-        putsPerSec128: many[kind].perSec,
-        p50Put128: many[kind].p50,
-        p99Put128: many[kind].p99,
+        ...putFigures(one[kind], many[kind]),
         linearizablePerSec128: linearizable[kind].perSec,
         p99Linearizable128: linearizable[kind].p99,
         serializablePerSec128: serializable[kind].perSec,

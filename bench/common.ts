@@ -249,6 +249,25 @@ export const putFromManyClients = (c: Etcd3, loop: number, i: number): Promise<u
     .value("v".repeat(64))
     .exec();
 
+/** The figures both benchmarks take from their two put phases. */
+export interface PutFigures {
+  putsPerSec1: number;
+  p50Put1: number;
+  p99Put1: number;
+  putsPerSec128: number;
+  p50Put128: number;
+  p99Put128: number;
+}
+
+export const putFigures = (one: DriveResult, many: DriveResult): PutFigures => ({
+  putsPerSec1: one.perSec,
+  p50Put1: one.p50,
+  p99Put1: one.p99,
+  putsPerSec128: many.perSec,
+  p50Put128: many.p50,
+  p99Put128: many.p99,
+});
+
 /** Counts an error by its message, without the timings grpc-js appends to a deadline error. */
 export function countError(counts: Map<string, number>, err: unknown): void {
   const msg = (err as Error).message.replace(/(Deadline exceeded) after .*$/, "$1");

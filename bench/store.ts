@@ -25,6 +25,8 @@ import {
   LAB_CLI,
   onBothSides,
   PER_CONNECTION,
+  type PutFigures,
+  putFigures,
   putFromManyClients,
   putFromOneClient,
   REAL_ETCD,
@@ -49,13 +51,7 @@ interface Server {
   stop(): Promise<void>;
 }
 
-interface Figures {
-  putsPerSec1: number;
-  p50Put1: number;
-  p99Put1: number;
-  putsPerSec128: number;
-  p50Put128: number;
-  p99Put128: number;
+interface Figures extends PutFigures {
   rangesPerSec128: number;
   p99Range128: number;
   watchEventsPerSec: number;
@@ -170,12 +166,7 @@ async function measureBoth(): Promise<{ lab: Figures; etcd: Figures }> {
     const watch = await each("watch events", (s) => watchEventsPerSec(s.endpoint));
     const rss = await each(`memory at ${KEYS_FOR_MEMORY} keys`, (s) => rssAfterKeys(s));
     const figures = (kind: Side): Figures => ({
-      putsPerSec1: one[kind].perSec,
-      p50Put1: one[kind].p50,
-      p99Put1: one[kind].p99,
-      putsPerSec128: many[kind].perSec,
-      p50Put128: many[kind].p50,
-      p99Put128: many[kind].p99,
+      ...putFigures(one[kind], many[kind]),
       rangesPerSec128: ranges[kind].perSec,
       p99Range128: ranges[kind].p99,
       watchEventsPerSec: watch[kind],

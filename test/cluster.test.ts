@@ -141,8 +141,9 @@ describe("a three-member cluster", () => {
       });
       while (acked.length < 200) await sleep(10);
       await setFaults(leader, "POST", { peer: targetId.toString(16), delayMs: 300 });
-      const moved = await etcdctl(leader.endpoint, ["move-leader", targetId.toString(16)]);
-      await setFaults(leader, "DELETE");
+      const moved = await etcdctl(leader.endpoint, ["move-leader", targetId.toString(16)]).finally(() =>
+        setFaults(leader, "DELETE"),
+      );
       expect(moved.stdout, moved.stderr).toContain("Leadership transferred from");
       const before = acked.length;
       while (acked.length < before + 200) await sleep(10);

@@ -761,8 +761,10 @@ export class EtcdServer {
     });
   }
 
-  /** Hands held proposals to Raft once a leader is known (etcd blocks proposals until then). */
-  /** Proposes up to a pass's worth of queued requests; says whether more wait to be proposed now. */
+  /**
+   * Hands up to a pass's worth of held proposals to Raft once a leader is known (etcd blocks
+   * proposals until then); says whether more wait to be proposed at once.
+   */
   private submitQueued(fromReady = false): boolean {
     if (this.lead === NONE || this.queued.length === 0 || this.stopped) return false;
     const held = this.queued.splice(0, MAX_PROPOSALS_PER_PASS);
@@ -789,11 +791,11 @@ export class EtcdServer {
       if (change) this.tryPropose([p], dropped, () => this.raw.proposeConfChange(change));
     }
     proposeBatch();
-    // Refused ones keep their place ahead of those still waiting.
+    // After a refusal the rest waits for the next tick too, rather than being refused in a loop;
+    // the refused ones keep their place ahead of it.
     const moreWaiting = this.queued.length > 0 && dropped.length === 0;
     if (dropped.length > 0) this.queued = [...dropped, ...this.queued];
     if (!fromReady) this.scheduleReady();
-    // After a refusal the rest waits for the next tick too, rather than being refused in a loop.
     return moreWaiting;
   }
 
