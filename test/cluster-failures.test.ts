@@ -100,6 +100,45 @@ describe("failures in a three-member cluster", () => {
     expectLinearizable(w);
   });
 
+  it("holds a write a follower gets while its leader is down, and commits it once under the next leader", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    const oldLeader = await leaderOf(c);
+    const follower = c.members.find((m) => m !== oldLeader) as ClusterMember;
+    const leaderStatus = (await c.statuses()).find((s) => s.Endpoint === oldLeader.endpoint);
+    const leaderHex = BigInt(String(leaderStatus?.Status.header.member_id)).toString(16).padStart(16, "0");
+    await c.kill(oldLeader);
+    // The follower has seen the leader's connection close, but still follows it: no election yet
+    // (that takes an election timeout, at least a second).
+    for (;;) {
+      const res = await fetch(`http://${follower.endpoint}/lab/faults`);
+      const { peers } = (await res.json()) as { peers: Record<string, { connected: boolean }> };
+      if (peers[leaderHex]?.connected === false) break;
+      await sleep(5);
+    }
+    const client = connect(follower.endpoint);
+    try {
+      // Forwarded to the dead leader, it would be lost and time out ("request timed out") after 7 s.
+      const put = await client.put("held-write", "v1");
+      expect(num(put.header.revision)).toBeGreaterThan(1);
+      const newLeader = await c.waitLeader();
+      expect(newLeader.name).not.toBe(oldLeader.name);
+    } finally {
+      client.close();
+    }
+    await c.restart(oldLeader);
+    await c.waitConverged();
+    for (const m of c.members) {
+      const member = connect(m.endpoint);
+      try {
+        const got = await member.range("held-write");
+        expect(got.kvs.map((kv) => [Buffer.from(kv.value).toString(), num(kv.version)])).toEqual([["v1", 1]]);
+      } finally {
+        member.close();
+      }
+    }
+  });
+
   it("refuses writes without a quorum (2 of 3 killed) and recovers everything when they return", async () => {
     cluster = await TestCluster.start({ size: 3 });
     const c = cluster;

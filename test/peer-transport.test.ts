@@ -148,7 +148,12 @@ const defaultHandler: RequestHandler = async (_from, kind, body) => {
 
 async function startNode(
   id: bigint,
-  opts: { port?: number; clusterId?: bigint; onRequest?: RequestHandler } = {},
+  opts: {
+    port?: number;
+    clusterId?: bigint;
+    onRequest?: RequestHandler;
+    redialMs?: { initial: number; max: number };
+  } = {},
 ): Promise<TNode> {
   const port = opts.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
@@ -177,6 +182,7 @@ async function startNode(
     onUnreachable: (peer) => n.unreachable.push(peer),
     onSnapshotStatus: (peer, status) => n.snapStatus.push([peer, status]),
     onRefused: (peer, reason) => n.refused.push([peer, reason]),
+    ...(opts.redialMs === undefined ? {} : { redialMs: opts.redialMs }),
   });
   return { ...n, t };
 }
@@ -545,6 +551,29 @@ describe("peer transport on 127.0.0.1", () => {
     expect(tagged(e, d, 31)).toEqual([]); // nothing sent while it was down is replayed to the new process
     expect(d.t.stats()[hexId(e.id)]?.connected).toBe(true);
     expect((await d.t.request(e.id, "echo", Buffer.from("xy"), 10_000)).toString()).toBe("yx");
+  });
+
+  test("a peer that comes back and dials us is redialed at once, not when our backoff runs out", async () => {
+    // d waits a minute between dials, so only the immediate redial can reconnect it within the test.
+    const d = await extraNode(6n, { redialMs: { initial: 60_000, max: 60_000 } });
+    let e = await extraNode(7n);
+    link(d, e);
+    await sendUntilReceived(d, e, 40);
+    await sendUntilReceived(e, d, 40);
+
+    await e.t.close();
+    for (let i = 0; !d.unreachable.includes(e.id); i++) {
+      if (i > 300) throw new Error("no onUnreachable while the peer was down");
+      d.t.send([hb(d, e, 41, i)]);
+      await sleep(50);
+    }
+    expect(d.t.stats()[hexId(e.id)]?.connected).toBe(false);
+
+    e = await extraNode(7n, { port: e.port });
+    e.t.addPeer(d.id, [d.url]);
+    await sendUntilReceived(e, d, 42);
+    await sendUntilReceived(d, e, 42);
+    expect(d.t.stats()[hexId(e.id)]?.connected).toBe(true);
   });
 
   test("a cluster ID mismatch is refused, with the clear error on both sides", async () => {

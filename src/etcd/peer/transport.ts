@@ -35,7 +35,7 @@ import { peerLookup } from "./lookup.js";
  *
  * Connections. Each member keeps one outbound connection to every peer it knows (dialed when the
  * peer is added, redialed with backoff 50 ms → 500 ms when it fails, trying the peer's URLs in
- * turn) and accepts one inbound connection from every peer. A connection carries traffic in one
+ * turn, and at once when the peer itself connects to us) and accepts one inbound connection from every peer. A connection carries traffic in one
  * direction: the dialer sends Raft messages and requests on it, the acceptor sends only the
  * answers to those requests back. So A→B messages always travel on A's connection to B and
  * B→A messages on B's connection to A; each is a single ordered TCP stream.
@@ -156,6 +156,11 @@ export interface PeerTransportOptions {
   maxQueueMessages?: number;
   /** Bound on queued bytes per peer (default 256 MiB); one item is always admitted into an empty queue. */
   maxQueueBytes?: number;
+  /**
+   * Redial delays after a lost or failed connection: `initial` (default 50 ms), doubling per
+   * failed dial up to `max` (default 500 ms). A peer that dials us is redialed at once anyway.
+   */
+  redialMs?: { initial: number; max: number };
 }
 
 const INITIAL_BACKOFF_MS = 50;
@@ -288,12 +293,16 @@ export class PeerTransport {
   private closing: Promise<void> | undefined;
   private readonly maxQueueMessages: number;
   private readonly maxQueueBytes: number;
+  private readonly initialRedialMs: number;
+  private readonly maxRedialMs: number;
 
   private constructor(private readonly o: PeerTransportOptions) {
     this.me = hexId(o.memberId);
     this.log = o.logger;
     this.maxQueueMessages = o.maxQueueMessages ?? DEFAULT_MAX_QUEUE_MESSAGES;
     this.maxQueueBytes = o.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+    this.initialRedialMs = o.redialMs?.initial ?? INITIAL_BACKOFF_MS;
+    this.maxRedialMs = o.redialMs?.max ?? MAX_BACKOFF_MS;
   }
 
   /**
@@ -359,7 +368,7 @@ export class PeerTransport {
       unreachable: false,
       failureLogged: false,
       lastRefusal: undefined,
-      backoffMs: INITIAL_BACKOFF_MS,
+      backoffMs: this.initialRedialMs,
       retryTimer: undefined,
       delayTimer: undefined,
       draining: false,
@@ -726,7 +735,7 @@ export class PeerTransport {
     p.unreachable = false;
     p.failureLogged = false;
     p.lastRefusal = undefined;
-    p.backoffMs = INITIAL_BACKOFF_MS;
+    p.backoffMs = this.initialRedialMs;
     this.log.info("peer became active", {
       "local-member-id": this.me,
       "remote-peer-id": hexId(p.id),
@@ -778,8 +787,8 @@ export class PeerTransport {
     if (!wasConnected) p.nextUrl++;
     let delay = retryMs;
     if (delay === undefined) {
-      delay = wasConnected ? INITIAL_BACKOFF_MS : p.backoffMs;
-      p.backoffMs = Math.min(p.backoffMs * 2, MAX_BACKOFF_MS);
+      delay = wasConnected ? this.initialRedialMs : p.backoffMs;
+      p.backoffMs = Math.min(p.backoffMs * 2, this.maxRedialMs);
     }
     if (this.peers.get(p.id) === p && !this.closed) {
       if (p.retryTimer !== undefined) clearTimeout(p.retryTimer);
@@ -979,6 +988,14 @@ export class PeerTransport {
     const ok = encodeHelloOk({ clusterId: this.o.clusterId, memberId: this.o.memberId });
     this.writeFrame(c.socket, FrameType.HelloOk, ok);
     this.log.debug("accepted peer connection", { "remote-peer-id": hexId(h.from), remote: c.remote });
+    // The peer is back (it just dialed us): dial it now instead of when our backoff runs out, so
+    // that our messages reach it as soon as its own reach us. Otherwise a restarted member hears
+    // nothing from the leader for up to the backoff and may start an election meanwhile.
+    const back = this.peers.get(h.from);
+    if (back !== undefined && back.state === "waiting" && back.lastRefusal === undefined) {
+      back.backoffMs = this.initialRedialMs;
+      this.retryNow(back);
+    }
   }
 
   private onInboundFrame(c: Inbound, from: bigint, f: Frame): void {
@@ -1121,6 +1138,16 @@ export class PeerTransport {
       this.statsById.set(id, s);
     }
     return s;
+  }
+
+  /**
+   * Whether a message sent to `id` now would be written to a connection: false for unknown peers
+   * and for peers that are known to be down (their connection broke or the last dial failed),
+   * whose messages send() drops until a connection is established again.
+   */
+  reachable(id: bigint): boolean {
+    const p = this.peers.get(id);
+    return p !== undefined && !(p.unreachable && p.state !== "connected");
   }
 
   /** How many peers we hold an established connection to (etcd's rafthttp ActivePeers). */

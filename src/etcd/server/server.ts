@@ -107,6 +107,8 @@ export interface PeerLink {
   stats(): unknown;
   /** Peers with an established connection right now. */
   activePeers(): number;
+  /** Whether a message to this peer would be written now (false while its connection is down). */
+  reachable(peer: bigint): boolean;
 }
 
 export interface PeerFaultSettings {
@@ -468,7 +470,21 @@ export class EtcdServer {
     if (this.stopped) return;
     this.raw.tick();
     this.submitQueued();
+    this.flushReads();
     this.scheduleReady();
+  }
+
+  /**
+   * A follower whose connection to the leader is down (the leader died, or its connection broke
+   * and is being redialed) holds proposals and read requests instead of forwarding them: the
+   * transport would drop them, and each would hang until its client gave up. Held, they go to
+   * the next leader as soon as it is elected, or to this one on the first tick after the
+   * connection is back.
+   */
+  private leaderUnreachable(): boolean {
+    return (
+      this.lead !== NONE && this.lead !== this.memberId && this.peers !== undefined && !this.peers.reachable(this.lead)
+    );
   }
 
   private stepPeer(m: Message): void {
@@ -763,10 +779,10 @@ export class EtcdServer {
 
   /**
    * Hands up to a pass's worth of held proposals to Raft once a leader is known (etcd blocks
-   * proposals until then); says whether more wait to be proposed at once.
+   * proposals until then) and reachable; says whether more wait to be proposed at once.
    */
   private submitQueued(fromReady = false): boolean {
-    if (this.lead === NONE || this.queued.length === 0 || this.stopped) return false;
+    if (this.lead === NONE || this.queued.length === 0 || this.stopped || this.leaderUnreachable()) return false;
     const held = this.queued.splice(0, MAX_PROPOSALS_PER_PASS);
     const dropped: QueuedProposal[] = [];
     let batch: QueuedProposal[] = [];
@@ -850,7 +866,7 @@ export class EtcdServer {
 
   /** One ReadIndex round for every read that arrived since the last one (they share it). */
   private flushReads(): void {
-    if (this.readsPending.length === 0 || this.lead === NONE || this.stopped) return;
+    if (this.readsPending.length === 0 || this.lead === NONE || this.stopped || this.leaderUnreachable()) return;
     const batch = this.readsPending;
     this.readsPending = [];
     const ctx = `r${this.memberId.toString(36)}-${++this.readCounter}`;
