@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -74,6 +74,41 @@ describe("the Docker runtime's layout", () => {
       await ok(["down", "--name", "layout"]);
     }
     expect(await leftovers("layout")).toEqual([]);
+  });
+});
+
+describe("lab down on Docker", () => {
+  it("removes the lab's networks although a container the lab does not own is attached, and leaves that container alone", async () => {
+    const { ok } = harness;
+    const stray = "lab-test-stray-endpoint";
+    await ok(["up", "stacked-single", "--name", "stray", "--runtime", "docker"]);
+    try {
+      const first = docker(["ps", "-q", "--filter", "label=lab.dev/lab=stray"]).split("\n")[0] as string;
+      const image = docker(["inspect", first, "--format", "{{.Config.Image}}"]);
+      docker([
+        "run",
+        "-d",
+        "--name",
+        stray,
+        "--entrypoint",
+        "/usr/local/bin/node",
+        image,
+        "-e",
+        "setInterval(() => {}, 1e9)",
+      ]);
+      const networks = docker(["network", "ls", "-q", "--filter", "label=lab.dev/lab=stray"])
+        .split("\n")
+        .filter(Boolean);
+      expect(networks.length).toBeGreaterThan(0);
+      // Docker refuses to remove a network while a running container has an endpoint on it.
+      for (const n of networks) docker(["network", "connect", n, stray]);
+      await ok(["down", "--name", "stray"]);
+      expect(await leftovers("stray")).toEqual([]);
+      expect(docker(["inspect", stray, "--format", "{{.State.Running}}"])).toBe("true");
+    } finally {
+      spawnSync("docker", ["rm", "-f", stray], { stdio: "ignore" });
+      await harness.lab(["down", "--name", "stray"]);
+    }
   });
 });
 

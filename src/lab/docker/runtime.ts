@@ -162,9 +162,43 @@ export async function removeDockerLab(lab: string): Promise<void> {
   const filter = { label: [`${LABEL_LAB}=${lab}`] };
   const containers = await docker.listContainers({ all: true, filters: filter });
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: false })));
-  for (const n of await docker.listNetworks({ filters: filter })) await docker.getNetwork(n.Id).remove();
+  for (const n of await docker.listNetworks({ filters: filter })) await removeNetwork(docker, n.Id, n.Name);
   const volumes = await docker.listVolumes({ filters: filter });
   for (const v of volumes.Volumes ?? []) await docker.getVolume(v.Name).remove();
+}
+
+/** How long removeNetwork keeps retrying a network that still has endpoints. */
+const NETWORK_REMOVE_ATTEMPTS = 50;
+const NETWORK_REMOVE_PAUSE_MS = 200;
+
+/**
+ * Removes a network. Docker refuses (403 "has active endpoints") while a container still holds an
+ * endpoint on it: one force-removed a moment ago whose endpoint the daemon has not released yet,
+ * or a container the lab does not own that someone attached by hand. Endpoints left over are
+ * disconnected (their containers stay) and the removal is retried for up to ~10 s.
+ */
+async function removeNetwork(docker: Dockerode, id: string, name: string): Promise<void> {
+  const network = docker.getNetwork(id);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await network.remove();
+      return;
+    } catch (e) {
+      const status = (e as { statusCode?: number }).statusCode;
+      if (status === 404) return;
+      if (status !== 403 || attempt >= NETWORK_REMOVE_ATTEMPTS) {
+        throw new Error(
+          `cannot remove the lab's network ${name}: ${(e as Error).message.trim()}; see \`docker network inspect ${name}\`, then run lab down again`,
+        );
+      }
+      const info = (await network.inspect().catch(() => undefined)) as
+        | { Containers?: Record<string, unknown> }
+        | undefined;
+      for (const container of Object.keys(info?.Containers ?? {}))
+        await network.disconnect({ Container: container, Force: true }).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, NETWORK_REMOVE_PAUSE_MS));
+    }
+  }
 }
 
 /** Runs a command in a host with this terminal's stdio (the docker CLI handles the TTY). */
