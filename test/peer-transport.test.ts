@@ -211,6 +211,16 @@ async function sendUntilReceived(from: TNode, to: TNode, tag: number): Promise<v
 }
 
 /** Opens a raw TCP connection, writes `data`, and resolves with what came back once the peer closed it. */
+/** Closes `down`, then keeps sending it tagged messages (as Raft would) until `from` reports it unreachable. */
+async function stopUntilUnreachable(from: TNode, down: TNode, tag: number): Promise<void> {
+  await down.t.close();
+  for (let i = 0; !from.unreachable.includes(down.id); i++) {
+    if (i > 300) throw new Error("no onUnreachable while the peer was down");
+    from.t.send([hb(from, down, tag, i)]);
+    await sleep(50);
+  }
+}
+
 function rawExchange(port: number, data: Buffer[], timeoutMs = 15_000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: "127.0.0.1", port });
@@ -520,13 +530,7 @@ describe("peer transport on 127.0.0.1", () => {
     await sendUntilReceived(d, e, 30);
     await sendUntilReceived(e, d, 30);
 
-    await e.t.close();
-    // Keep sending (as Raft would) until the transport notices and reports the peer unreachable.
-    for (let i = 0; !d.unreachable.includes(e.id); i++) {
-      if (i > 300) throw new Error("no onUnreachable while the peer was down");
-      d.t.send([hb(d, e, 31, i)]);
-      await sleep(50);
-    }
+    await stopUntilUnreachable(d, e, 31);
     expect(d.t.stats()[hexId(e.id)]?.connected).toBe(false);
     expect(d.t.stats()[hexId(e.id)]?.dropped).toBeGreaterThan(0);
     d.t.send([
@@ -561,12 +565,7 @@ describe("peer transport on 127.0.0.1", () => {
     await sendUntilReceived(d, e, 40);
     await sendUntilReceived(e, d, 40);
 
-    await e.t.close();
-    for (let i = 0; !d.unreachable.includes(e.id); i++) {
-      if (i > 300) throw new Error("no onUnreachable while the peer was down");
-      d.t.send([hb(d, e, 41, i)]);
-      await sleep(50);
-    }
+    await stopUntilUnreachable(d, e, 41);
     expect(d.t.stats()[hexId(e.id)]?.connected).toBe(false);
 
     e = await extraNode(7n, { port: e.port });

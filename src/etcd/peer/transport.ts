@@ -35,10 +35,11 @@ import { peerLookup } from "./lookup.js";
  *
  * Connections. Each member keeps one outbound connection to every peer it knows (dialed when the
  * peer is added, redialed with backoff 50 ms → 500 ms when it fails, trying the peer's URLs in
- * turn, and at once when the peer itself connects to us) and accepts one inbound connection from every peer. A connection carries traffic in one
- * direction: the dialer sends Raft messages and requests on it, the acceptor sends only the
- * answers to those requests back. So A→B messages always travel on A's connection to B and
- * B→A messages on B's connection to A; each is a single ordered TCP stream.
+ * turn, and at once when the peer itself connects to us) and accepts one inbound connection from
+ * every peer. A connection carries traffic in one direction: the dialer sends Raft messages and
+ * requests on it, the acceptor sends only the answers to those requests back. So A→B messages
+ * always travel on A's connection to B and B→A messages on B's connection to A; each is a single
+ * ordered TCP stream.
  *
  * Handshake. The dialer sends Hello (magic, protocol version, cluster ID, its member ID, the
  * member ID it means to reach). The acceptor answers HelloOk, or Refuse and closes when the
@@ -161,6 +162,11 @@ export interface PeerTransportOptions {
    * failed dial up to `max` (default 500 ms). A peer that dials us is redialed at once anyway.
    */
   redialMs?: { initial: number; max: number };
+}
+
+/** Known to be down (its connection broke or the last dial failed): messages to it are dropped. */
+function isDown(p: Peer): boolean {
+  return p.unreachable && p.state !== "connected";
 }
 
 const INITIAL_BACKOFF_MS = 50;
@@ -544,7 +550,7 @@ export class PeerTransport {
 
   /** Whether a new item may enter p's queue (the peer is not known-down and the queue has room). */
   private admit(p: Peer, bytes: number): boolean {
-    if (p.unreachable && p.state !== "connected") return false;
+    if (isDown(p)) return false;
     if (p.queue.length >= this.maxQueueMessages) return false;
     return p.queue.length === 0 || p.queueBytes + bytes <= this.maxQueueBytes;
   }
@@ -1147,7 +1153,7 @@ export class PeerTransport {
    */
   reachable(id: bigint): boolean {
     const p = this.peers.get(id);
-    return p !== undefined && !(p.unreachable && p.state !== "connected");
+    return p !== undefined && !isDown(p);
   }
 
   /** How many peers we hold an established connection to (etcd's rafthttp ActivePeers). */
