@@ -89,7 +89,7 @@ export async function listenClients(server: EtcdServer, logger: Logger): Promise
 
 /**
  * Sends a new connection to gRPC or to the plain HTTP responder by its first bytes. gRPC gets the
- * socket itself (Node's HTTP/2 session feeds itself the bytes already read and put back).
+ * socket itself, with the bytes already read put back.
  */
 function routeConnection(socket: net.Socket, grpcServer: GrpcServer, answer: HttpResponder): void {
   let head = Buffer.alloc(0);
