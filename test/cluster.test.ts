@@ -34,12 +34,26 @@ describe("a three-member cluster", () => {
 
   it("fast-forwards the election clock on boot once both peers answer (--initial-election-tick-advance)", async () => {
     await cluster.waitLeader();
+    let forwarded = 0;
     for (const m of cluster.members) {
-      const line = m.output.split("\n").find((l) => l.includes("fast-forwarded election ticks"));
-      expect(line, `${m.name} output:\n${m.output.slice(-2000)}`).toBeDefined();
+      const lines = m.output.split("\n");
+      const line = lines.find((l) => l.includes("fast-forwarded election ticks"));
+      if (line === undefined) {
+        // A member whose peers answered only after a leader had been elected keeps its clock
+        // (it already follows that leader); it polls every 50 ms, so this happens when the others
+        // fast-forward and elect in between.
+        expect(
+          lines.some((l) => l.includes('"leader elected"')),
+          `${m.name} output:\n${m.output.slice(-2000)}`,
+        ).toBe(true);
+        continue;
+      }
+      forwarded++;
       // --election-timeout 1000 / --heartbeat-interval 100 = 10 ticks; two are kept in hand.
-      expect(JSON.parse(line as string)).toMatchObject({ "forward-ticks": 8, "active-peers": 2 });
+      expect(JSON.parse(line)).toMatchObject({ "forward-ticks": 8, "active-peers": 2 });
     }
+    // Someone fast-forwarded: without it no member would campaign before a whole election timeout.
+    expect(forwarded).toBeGreaterThan(0);
   });
 
   it("lists every member with its name, peer and client URLs", async () => {
