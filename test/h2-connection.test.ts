@@ -298,7 +298,7 @@ describe("with a raw client", () => {
     expect(await goAwayOf([PREFACE, frameOf(8, 0, 0, Buffer.from([0, 0, 0, 0]))])).toBe(1); // window + 0
   });
 
-  it("refuses a stream window that would pass 2^31 - 1 with RST_STREAM, and goes on serving", async () => {
+  it("refuses a stream window that would pass 2^31 - 1 with RST_STREAM, ignores that stream's late frames, and goes on serving", async () => {
     const { port } = await serve((stream) => stream.respond(encodeHeaders([[":status", "200"]])));
     const c = await rawClient(port);
     c.send(PREFACE, frameOf(4, 0, 0), frameOf(1, 0x4, 1, request()));
@@ -308,6 +308,11 @@ describe("with a raw client", () => {
     expect(c.frames.find((f) => f.type === 3)?.payload.readUInt32BE(0)).toBe(3); // FLOW_CONTROL_ERROR
     c.send(frameOf(1, 0x5, 3, request()));
     await c.until(() => c.frames.some((f) => f.type === 1 && f.stream === 3));
+    // Late frames on the stream that was reset (trailers, data) are ignored, not a connection error.
+    c.send(frameOf(1, 0x5, 1, encodeHeaders([["x-late", "1"]])), frameOf(0, 0x1, 1, Buffer.from("late")));
+    c.send(frameOf(1, 0x5, 5, request()));
+    await c.until(() => c.frames.some((f) => f.type === 1 && f.stream === 5));
+    expect(c.frames.some((f) => f.type === 7)).toBe(false);
     expect(c.ended).toBe(false);
   });
 });

@@ -373,7 +373,9 @@ export class H2Connection {
       existing.remoteEnd();
       return;
     }
-    if (streamId <= this.lastStreamId) throw new ConnectionError(H2Error.StreamClosed, "HEADERS on a closed stream");
+    // A stream we already closed (answered early, or reset): its late frames are ignored (RFC 9113
+    // section 5.1); the block was decoded all the same, to keep the HPACK table in step.
+    if (streamId <= this.lastStreamId) return;
     this.lastStreamId = streamId;
     if (this.goingAway) {
       this.sendReset(streamId, H2Error.RefusedStream);
