@@ -3,6 +3,7 @@ import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { H2Connection, type H2Stream, type IncomingHeaders } from "../src/etcd/grpc/h2/connection.js";
 import { encodeHeaders, HpackDecoder } from "../src/etcd/grpc/h2/hpack.js";
+import { h2Frame as frameOf, H2_PREFACE as PREFACE } from "./helpers/h2-frames.js";
 
 /**
  * The member's own HTTP/2 server framing (src/etcd/grpc/h2/connection.ts), below gRPC: against
@@ -10,23 +11,12 @@ import { encodeHeaders, HpackDecoder } from "../src/etcd/grpc/h2/hpack.js";
  * client for what a library would not send (CONTINUATION, padding, PING, protocol errors).
  */
 
-const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
-
 interface Frame {
   type: number;
   flags: number;
   stream: number;
   payload: Buffer;
 }
-
-const frameOf = (type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer => {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream, 5);
-  return Buffer.concat([head, payload]);
-};
 
 /** Serves: each stream's request body comes back as the response body, then trailers x-bytes. */
 type Behaviour = (stream: H2Stream, headers: IncomingHeaders) => void;

@@ -2,6 +2,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { encodeHeaders, type HeaderField, HpackDecoder, HpackError, huffmanDecode } from "../src/etcd/grpc/h2/hpack.js";
+import { h2Frame as frameOf } from "./helpers/h2-frames.js";
 
 /**
  * HPACK (src/etcd/grpc/h2/hpack.ts): the worked examples of RFC 7541 Appendix C, blocks that
@@ -112,7 +113,7 @@ describe("decoding what nghttp2 encodes", () => {
           const [type, flags] = [buffer[3] ?? 0, buffer[4] ?? 0];
           let payload = buffer.subarray(9, 9 + length);
           buffer = buffer.subarray(9 + length);
-          if (type === 4 && (flags & 1) === 0) socket.write(frameOf(4, 1, 0, Buffer.alloc(0)));
+          if (type === 4 && (flags & 1) === 0) socket.write(frameOf(4, 1, 0));
           if (type !== 1 && type !== 9) continue;
           if (type === 1) {
             const padding = flags & 0x8 ? (payload[0] ?? 0) : 0;
@@ -135,15 +136,6 @@ describe("decoding what nghttp2 encodes", () => {
     const { port } = server.address() as net.AddressInfo;
     return { url: `http://127.0.0.1:${port}`, blocks, received };
   }
-
-  const frameOf = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
-    const head = Buffer.alloc(9);
-    head.writeUIntBE(payload.length, 0, 3);
-    head[3] = type;
-    head[4] = flags;
-    head.writeUInt32BE(stream, 5);
-    return Buffer.concat([head, payload]);
-  };
 
   /** Sends `requests` (extra header fields per request) and decodes the blocks in order. */
   async function roundTrip(requests: Array<Record<string, string>>, settings = Buffer.alloc(0), limit = 4096) {
@@ -213,21 +205,13 @@ describe("our encoder", () => {
 
     // node:http2 decodes a HEADERS frame carrying the block as the response to its request.
     const server = net.createServer((socket) => {
-      const head = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
-        const h = Buffer.alloc(9);
-        h.writeUIntBE(payload.length, 0, 3);
-        h[3] = type;
-        h[4] = flags;
-        h.writeUInt32BE(stream, 5);
-        return Buffer.concat([h, payload]);
-      };
-      socket.write(head(4, 0, 0, Buffer.alloc(0)));
+      socket.write(frameOf(4, 0, 0));
       let seen = Buffer.alloc(0);
       socket.on("data", (chunk) => {
         seen = Buffer.concat([seen, chunk]);
         // Answer once the request's HEADERS frame (type 1, stream 1) has arrived.
         if (seen.includes(Buffer.from([1, 0, 0, 0, 1])) || seen.length > 24 + 9 + 9) {
-          socket.write(head(1, 0x4 | 0x1, 1, block));
+          socket.write(frameOf(1, 0x4 | 0x1, 1, block));
         }
       });
       socket.on("error", () => {});

@@ -255,7 +255,6 @@ class MessageReader {
 class Responder {
   /** The status was sent (or the stream is gone): nothing more may be written. */
   finished = false;
-  headersSent = false;
   private deadlineTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -318,10 +317,7 @@ class Responder {
 
   /** One message of a streaming answer; `written` once it is handed to the connection. */
   write(frame: Buffer, written: () => void): void {
-    if (!this.headersSent) {
-      this.headersSent = true;
-      this.stream.respond(RESPONSE_HEADERS);
-    }
+    if (!this.stream.headersSent) this.stream.respond(RESPONSE_HEADERS);
     this.stream.write(frame, written);
   }
 
@@ -335,7 +331,7 @@ class Responder {
     if (this.finished) return;
     this.end();
     if (this.stream.closed) return;
-    if (!this.headersSent) {
+    if (!this.stream.headersSent) {
       sendTrailersOnly(this.stream, s);
       return;
     }
