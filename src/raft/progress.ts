@@ -246,6 +246,11 @@ export class ProgressTracker {
     this.votes.clear();
   }
 
+  /** Whether `id` answered (yes or no) in the current campaign. */
+  hasVoted(id: NodeId): boolean {
+    return this.votes.has(id);
+  }
+
   recordVote(id: NodeId, granted: boolean): void {
     if (!this.votes.has(id)) this.votes.set(id, granted);
   }

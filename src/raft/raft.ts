@@ -108,6 +108,8 @@ export class Raft {
   readonly electionTimeout: number;
   readonly heartbeatTimeout: number;
   randomizedElectionTimeout = 0;
+  /** What the campaign in progress (as candidate or pre-candidate) asks for, to ask again each tick. */
+  private campaignType: CampaignType = "election";
 
   readonly checkQuorum: boolean;
   readonly preVote: boolean;
@@ -374,6 +376,15 @@ export class Raft {
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
       this.step(message({ type: MessageType.MsgHup, from: this.id }));
+      return;
+    }
+    // Ask again whoever has not answered. A voter still in its leader lease ignores a vote request
+    // without a word (see step()); asked once only, a candidate that timed out first after its
+    // leader died (while the other survivors were a tick short of their lease) would wait out a
+    // whole new election timeout, and the survivor timing out next would split the vote with it.
+    // Asked again each tick, the voter grants the vote as soon as its lease runs out.
+    if (this.state === StateType.Candidate || this.state === StateType.PreCandidate) {
+      this.sendVoteRequests(this.campaignType, "unanswered");
     }
   }
 
@@ -414,29 +425,37 @@ export class Raft {
   }
 
   private campaign(t: CampaignType): void {
-    let voteMsg: MessageType;
-    let term: number;
-    if (t === "preElection") {
-      this.becomePreCandidate();
-      voteMsg = MessageType.MsgPreVote;
-      // Ask for the term we would have, without moving to it.
-      term = this.term + 1;
-    } else {
-      this.becomeCandidate();
-      voteMsg = MessageType.MsgVote;
-      term = this.term;
-    }
+    if (t === "preElection") this.becomePreCandidate();
+    else this.becomeCandidate();
+    const voteMsg = t === "preElection" ? MessageType.MsgPreVote : MessageType.MsgVote;
     if (this.poll(this.id, voteRespType(voteMsg), true) === "won") {
       // A single-voter cluster wins at once.
       if (t === "preElection") this.campaign("election");
       else this.becomeLeader();
       return;
     }
+    this.campaignType = t;
+    this.sendVoteRequests(t, "all");
+  }
+
+  /** Sends this campaign's vote requests: to every other voter, or to those that have not answered yet. */
+  private sendVoteRequests(t: CampaignType, to: "all" | "unanswered"): void {
+    const preVote = t === "preElection";
+    const voteMsg = preVote ? MessageType.MsgPreVote : MessageType.MsgVote;
+    // A pre-vote asks for the term we would have, without moving to it.
+    const term = preVote ? this.term + 1 : this.term;
     const lastIndex = this.raftLog.lastIndex();
     const lastTerm = this.raftLog.lastTerm();
+    const isVoteRequest = (m: Message) => m.type === MessageType.MsgVote || m.type === MessageType.MsgPreVote;
+    // Requests not handed out yet (ticks without a Ready in between): a new campaign supersedes
+    // them, and one waiting request per voter is enough.
+    if (to === "all") this.msgs = this.msgs.filter((m) => !isVoteRequest(m));
+    const waiting = new Set(this.msgs.filter(isVoteRequest).map((m) => m.to));
     for (const id of sortIds(this.tracker.voters)) {
       if (id === this.id) continue;
-      this.log(`[logterm: ${lastTerm}, index: ${lastIndex}] sent ${voteMsg} request to ${id} at term ${this.term}`);
+      if (to === "unanswered" && (this.tracker.hasVoted(id) || waiting.has(id))) continue;
+      const verb = to === "all" ? "sent" : "re-sent";
+      this.log(`[logterm: ${lastTerm}, index: ${lastIndex}] ${verb} ${voteMsg} request to ${id} at term ${this.term}`);
       const m = message({ type: voteMsg, to: id, term, index: lastIndex, logTerm: lastTerm });
       if (t === "transfer") m.context = CAMPAIGN_TRANSFER;
       this.send(m);

@@ -24,6 +24,9 @@
  *       that will receive a snapshot once it is added).
  *   campaign <id>                         the node starts an election now (pre-vote if enabled)
  *   tick <id> [<count>]                   ticks the node count times (default 1)
+ *   set-randomized-election-timeout <id> <ticks>
+ *                                         the node's current randomized election timeout, in
+ *                                         [10, 20) ticks (until its next term or campaign)
  *   tick-heartbeat <id>...                ticks each node one heartbeat timeout (1 tick)
  *   tick-election <id>...                 ticks each node one election timeout (10 ticks)
  *   propose <id> <data>                   proposes data at the node (followers forward it)
@@ -260,6 +263,16 @@ export class InteractionEnv {
       case "tick":
         this.tick(parseId(c.args[0]), c.args[1] === undefined ? 1 : parseInt10(c.args[1], "count"));
         break;
+      case "set-randomized-election-timeout": {
+        const ticks = parseInt10(c.args[1], "ticks");
+        if (ticks < ELECTION_TICK || ticks >= 2 * ELECTION_TICK) {
+          throw new Error(
+            `a randomized election timeout lies in [${ELECTION_TICK}, ${2 * ELECTION_TICK}), not ${ticks}`,
+          );
+        }
+        this.member(parseId(c.args[0])).rn.raft.randomizedElectionTimeout = ticks;
+        break;
+      }
       case "tick-heartbeat":
         for (const id of c.args.map(parseId)) this.tick(id, HEARTBEAT_TICK);
         break;
