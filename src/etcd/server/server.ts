@@ -552,6 +552,22 @@ export class EtcdServer {
       if (after.length < rd.messages.length) this.peers?.send(rd.messages.filter((m) => FORWARDED.has(m.type)));
     }
     if (sendFirst && rd.messages.length > 0) this.peers?.send(rd.messages);
+    // 0. Entries that are committed and already in our log on disk (an earlier Ready wrote them)
+    // are applied before this Ready's write, as etcd's apply loop runs beside its log writes: a
+    // pipelined leader answers one batch while it writes the next, and an answer no longer waits
+    // for a write that only records the new commit index. The rest (committed in the same Ready
+    // that brings them, as in a one-member cluster) still waits for the write; so does a
+    // membership change and what follows it, and snapshots are taken only after the write.
+    let appliedBeforeWrite = false;
+    if (!rd.snapshot) {
+      const onDisk = this.raftStorage.lastIndex();
+      for (const e of rd.committedEntries) {
+        if (e.index > onDisk || e.type === "confChange") break;
+        this.applyEntry(e);
+        appliedBeforeWrite = true;
+      }
+      if (appliedBeforeWrite) this.notifyApplied();
+    }
     // 1. Persist (a snapshot from the leader first: it replaces the log and the state).
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     if (rd.entries.length > 0 || rd.hardState) {
