@@ -4,7 +4,7 @@
  * --election-timeout, fsync on, fresh data directories in os.tmpdir(), 127.0.0.1 only), driven by
  * the same load generator: the `etcd3` npm client given all three endpoints.
  *
- *   npm run bench:cluster                                        # 5 s phases, 10 leader kills
+ *   npm run bench:cluster                                        # 5 s phases, 20 leader kills
  *   LAB_BENCH_SECONDS=1 LAB_BENCH_KILLS=3 npm run bench:cluster  # a quick run
  *   LAB_BENCH_LOG_DIR=/tmp/logs npm run bench:cluster            # keep every member's output
  *
@@ -53,7 +53,7 @@ import {
 
 type Kind = Side;
 
-const KILLS = Number(process.env.LAB_BENCH_KILLS ?? 10);
+const KILLS = Number(process.env.LAB_BENCH_KILLS ?? 20);
 if (!Number.isInteger(KILLS) || KILLS < 0) throw new Error(`LAB_BENCH_KILLS must be a whole number, not ${KILLS}`);
 const LOG_DIR = process.env.LAB_BENCH_LOG_DIR;
 /** Per-attempt deadline of the failover client. */
