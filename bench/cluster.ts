@@ -22,11 +22,11 @@ import * as path from "node:path";
 import { Etcd3, type ICallable, type IHashKVResponse, type IStatusResponse } from "etcd3";
 import { initialClusterOf, memberArgs } from "../src/etcd/member-args.js";
 import {
+  alternately,
   CONNECTIONS,
   countError,
-  type DriveResult,
   describeErrors,
-  drive,
+  driveStretch,
   fmt,
   freePort,
   LAB_CLI,
@@ -43,6 +43,7 @@ import {
   removeDir,
   SECONDS,
   type Side,
+  type Stretch,
   sleep,
   stopChild,
   tempDir,
@@ -340,7 +341,10 @@ interface Figures extends PutFigures {
   rejoinMedian: number;
 }
 
-/** Both clusters side by side, each phase and each kill on one and then at once on the other (onBothSides). */
+/**
+ * Both clusters side by side: each load phase in alternating slices (alternately), each kill on
+ * one and then at once on the other (onBothSides).
+ */
 async function measureBoth(): Promise<Record<Kind, Figures>> {
   const clusters: Partial<Record<Kind, Cluster>> = {};
   try {
@@ -348,26 +352,31 @@ async function measureBoth(): Promise<Record<Kind, Figures>> {
       clusters[kind] = await Cluster.start(kind);
     });
     const cluster = (kind: Kind): Cluster => clusters[kind] as Cluster;
-    const each = (label: string, run: (hosts: string[]) => Promise<DriveResult>) =>
-      onBothSides(label, async (kind) => {
-        const r = await run(cluster(kind).endpoints);
+    const each = (label: string, run: (hosts: string[], seconds: number) => Promise<Stretch>) =>
+      alternately(label, async (kind, seconds) => {
+        const r = await run(cluster(kind).endpoints, seconds);
         if (r.errors > 0) process.stderr.write(`${kind}:   ${r.errors} errors: ${describeErrors(r.errorMessages)}\n`);
         return r;
       });
     await onBothSides(`warm-up, ${WARMUP_SECONDS} s (not measured)`, (kind) => warmUp(cluster(kind).endpoints));
-    const one = await each("puts, 1 client", (hosts) => drive(hosts, 1, 1, putFromOneClient));
-    const many = await each(`puts, ${MANY} clients`, (hosts) =>
-      drive(hosts, CONNECTIONS, PER_CONNECTION, putFromManyClients),
+    const one = await each("puts, 1 client", (hosts, secs) => driveStretch(hosts, 1, 1, putFromOneClient, secs));
+    const many = await each(`puts, ${MANY} clients`, (hosts, secs) =>
+      driveStretch(hosts, CONNECTIONS, PER_CONNECTION, putFromManyClients, secs),
     );
-    const linearizable = await each(`linearizable ranges, ${MANY} clients`, (hosts) =>
-      drive(hosts, CONNECTIONS, PER_CONNECTION, (c, l) => c.get(`many/${l}/${l % 100}`).string()),
+    const linearizable = await each(`linearizable ranges, ${MANY} clients`, (hosts, secs) =>
+      driveStretch(hosts, CONNECTIONS, PER_CONNECTION, (c, l) => c.get(`many/${l}/${l % 100}`).string(), secs),
     );
-    const serializable = await each(`serializable ranges, ${MANY} clients`, (hosts) =>
-      drive(hosts, CONNECTIONS, PER_CONNECTION, (c, l) =>
-        c
-          .get(`many/${l}/${l % 100}`)
-          .serializable(true)
-          .string(),
+    const serializable = await each(`serializable ranges, ${MANY} clients`, (hosts, secs) =>
+      driveStretch(
+        hosts,
+        CONNECTIONS,
+        PER_CONNECTION,
+        (c, l) =>
+          c
+            .get(`many/${l}/${l % 100}`)
+            .serializable(true)
+            .string(),
+        secs,
       ),
     );
     const kills: Record<Kind, Kill[]> = { lab: [], etcd: [] };

@@ -13,6 +13,13 @@ import { Etcd3, type IOptions } from "etcd3";
 export const SECONDS = Number(process.env.LAB_BENCH_SECONDS ?? 5);
 /** Unmeasured load before the first phase; 0 skips it. */
 export const WARMUP_SECONDS = Number(process.env.LAB_BENCH_WARMUP_SECONDS ?? 20);
+/**
+ * Each load phase runs in this many slices, alternating sides (lab, etcd, etcd, lab, lab, ...):
+ * this VM's disk changes speed within seconds, and slices spread each burst over both sides.
+ */
+export const SLICES = Number(process.env.LAB_BENCH_SLICES ?? 5);
+if (!Number.isInteger(SLICES) || SLICES < 1)
+  throw new Error(`LAB_BENCH_SLICES must be a whole number ≥ 1, not ${SLICES}`);
 export const CONNECTIONS = 8;
 export const PER_CONNECTION = 16;
 export const LAB_CLI = path.resolve(import.meta.dirname, "../src/cli/main.js");
@@ -124,6 +131,31 @@ export interface DriveResult {
   errorMessages: Map<string, number>;
 }
 
+/** What one stretch of load measured, before it is summed with others into a DriveResult. */
+export interface Stretch {
+  /** Latency of each successful operation, ms. */
+  latencies: number[];
+  elapsedMs: number;
+  errors: number;
+  errorMessages: Map<string, number>;
+}
+
+/** Sums stretches of the same load (slices of one phase) into rates and percentiles. */
+export function summarize(stretches: readonly Stretch[]): DriveResult {
+  const latencies = stretches.flatMap((s) => s.latencies).sort((a, b) => a - b);
+  const elapsedMs = stretches.reduce((sum, s) => sum + s.elapsedMs, 0);
+  const errorMessages = new Map<string, number>();
+  for (const s of stretches)
+    for (const [m, n] of s.errorMessages) errorMessages.set(m, (errorMessages.get(m) ?? 0) + n);
+  return {
+    perSec: latencies.length / (elapsedMs / 1000),
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    errors: stretches.reduce((sum, s) => sum + s.errors, 0),
+    errorMessages,
+  };
+}
+
 /**
  * Runs `op` from `connections × perConnection` concurrent loops for SECONDS, each connection an
  * `etcd3` client given `hosts`. Failed operations are counted, not thrown.
@@ -135,6 +167,17 @@ export async function drive(
   op: (client: Etcd3, loop: number, i: number) => Promise<unknown>,
   seconds = SECONDS,
 ): Promise<DriveResult> {
+  return summarize([await driveStretch(hosts, connections, perConnection, op, seconds)]);
+}
+
+/** drive(), without the summary: one stretch, to be summed with the other slices of its phase. */
+export async function driveStretch(
+  hosts: string | string[],
+  connections: number,
+  perConnection: number,
+  op: (client: Etcd3, loop: number, i: number) => Promise<unknown>,
+  seconds: number,
+): Promise<Stretch> {
   const clients = Array.from({ length: connections }, () => new Etcd3({ hosts }));
   try {
     // Warm up the connections first so connection setup is not measured (a client given several
@@ -168,15 +211,7 @@ export async function drive(
         }),
       ),
     );
-    const elapsed = (performance.now() - start) / 1000;
-    latencies.sort((a, b) => a - b);
-    return {
-      perSec: latencies.length / elapsed,
-      p50: percentile(latencies, 50),
-      p99: percentile(latencies, 99),
-      errors,
-      errorMessages,
-    };
+    return { latencies, elapsedMs: performance.now() - start, errors, errorMessages };
   } finally {
     for (const c of clients) c.close();
   }
@@ -235,6 +270,24 @@ export async function onBothSides<T>(label: string, run: (side: Side) => Promise
     out[side] = await run(side);
   }
   return out;
+}
+
+/**
+ * Runs a load phase of SECONDS on both sides in SLICES alternating slices (lab, etcd, then etcd,
+ * lab, ...: each side goes first as often as second) and sums each side's slices. A phase run in
+ * one piece on each side (onBothSides) puts any burst of the disk's drift on one side only.
+ */
+export async function alternately(
+  label: string,
+  run: (side: Side, seconds: number) => Promise<Stretch>,
+): Promise<Record<Side, DriveResult>> {
+  const stretches: Record<Side, Stretch[]> = { lab: [], etcd: [] };
+  process.stderr.write(`lab, etcd: ${label} (${SLICES} alternating slices of ${fmt(SECONDS / SLICES)} s each)\n`);
+  for (let i = 0; i < SLICES; i++) {
+    for (const side of i % 2 === 0 ? SIDES : [...SIDES].reverse())
+      stretches[side].push(await run(side, SECONDS / SLICES));
+  }
+  return { lab: summarize(stretches.lab), etcd: summarize(stretches.etcd) };
 }
 
 /** The write phases both benchmarks measure: 64-byte puts from one client, and from 128. */

@@ -16,10 +16,11 @@ import * as path from "node:path";
 import { Etcd3 } from "etcd3";
 import { memberArgs } from "../src/etcd/member-args.js";
 import {
+  alternately,
   CONNECTIONS,
   type DriveResult,
   describeErrors,
-  drive as driveAll,
+  driveStretch,
   fmt,
   freePort,
   LAB_CLI,
@@ -34,8 +35,10 @@ import {
   removeDir,
   SECONDS,
   type Side,
+  type Stretch,
   sleep,
   stopChild,
+  summarize,
   tempDir,
   track,
   WARMUP_SECONDS,
@@ -99,9 +102,22 @@ async function drive(
   perConnection: number,
   op: (client: Etcd3, loop: number, i: number) => Promise<unknown>,
 ): Promise<DriveResult> {
-  const result = await driveAll(endpoint, connections, perConnection, op);
-  if (result.errors > 0) throw new Error(`${result.errors} operations failed: ${describeErrors(result.errorMessages)}`);
-  return result;
+  return summarize([await slice(endpoint, connections, perConnection, op, SECONDS)]);
+}
+
+/** One slice of a phase run alternately on both sides; failures abort the run, as in drive(). */
+async function slice(
+  endpoint: string,
+  connections: number,
+  perConnection: number,
+  op: (client: Etcd3, loop: number, i: number) => Promise<unknown>,
+  seconds: number,
+): Promise<Stretch> {
+  const stretch = await driveStretch(endpoint, connections, perConnection, op, seconds);
+  if (stretch.errors > 0) {
+    throw new Error(`${stretch.errors} operations failed: ${describeErrors(stretch.errorMessages)}`);
+  }
+  return stretch;
 }
 
 async function watchEventsPerSec(endpoint: string): Promise<number> {
@@ -149,19 +165,30 @@ async function rssAfterKeys(server: Server): Promise<number> {
   return kb / 1024;
 }
 
-/** Both servers side by side, each phase on one and then at once on the other (onBothSides). */
+/**
+ * Both servers side by side: the load phases in alternating slices (alternately), the watch and
+ * memory phases on one and then at once on the other (onBothSides).
+ */
 async function measureBoth(): Promise<{ lab: Figures; etcd: Figures }> {
   const servers = { lab: await startServer("lab"), etcd: await startServer("etcd") };
   try {
     const each = <T>(label: string, run: (server: Server) => Promise<T>): Promise<Record<Side, T>> =>
       onBothSides(label, (side) => run(servers[side]));
     await each(`warm-up, ${WARMUP_SECONDS} s (not measured)`, (s) => warmUp(s.endpoint));
-    const one = await each("puts, 1 client", (s) => drive(s.endpoint, 1, 1, putFromOneClient));
-    const many = await each(`puts, ${CONNECTIONS * PER_CONNECTION} clients`, (s) =>
-      drive(s.endpoint, CONNECTIONS, PER_CONNECTION, putFromManyClients),
+    const one = await alternately("puts, 1 client", (side, secs) =>
+      slice(servers[side].endpoint, 1, 1, putFromOneClient, secs),
     );
-    const ranges = await each(`ranges, ${CONNECTIONS * PER_CONNECTION} clients`, (s) =>
-      drive(s.endpoint, CONNECTIONS, PER_CONNECTION, (c, l) => c.get(`many/${l}/${l % 100}`).string()),
+    const many = await alternately(`puts, ${CONNECTIONS * PER_CONNECTION} clients`, (side, secs) =>
+      slice(servers[side].endpoint, CONNECTIONS, PER_CONNECTION, putFromManyClients, secs),
+    );
+    const ranges = await alternately(`ranges, ${CONNECTIONS * PER_CONNECTION} clients`, (side, secs) =>
+      slice(
+        servers[side].endpoint,
+        CONNECTIONS,
+        PER_CONNECTION,
+        (c, l) => c.get(`many/${l}/${l % 100}`).string(),
+        secs,
+      ),
     );
     const watch = await each("watch events", (s) => watchEventsPerSec(s.endpoint));
     const rss = await each(`memory at ${KEYS_FOR_MEMORY} keys`, (s) => rssAfterKeys(s));
