@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { decodeInternal, encodeInternal, serviceOf } from "../src/etcd/proto.js";
 import type { InternalRequest } from "../src/etcd/wire.js";
+import { BinaryReader, BinaryWriter } from "../src/util/binary.js";
 
 /** A request as the gRPC layer hands it over: decoded with every default filled in. */
 function asReceived(method: string, body: object): Record<string, unknown> {
@@ -42,5 +43,36 @@ describe("log command encoding", () => {
       encodeInternal({ id: "8", member_attributes: { id: "9", name: "0", client_urls: ["0"] } } as InternalRequest),
     );
     expect(member.member_attributes).toEqual({ id: "9", name: "0", client_urls: ["0"] });
+  });
+});
+
+describe("snapshot field encoding (BinaryWriter)", () => {
+  const written = (write: (w: BinaryWriter) => void): Buffer => {
+    const w = new BinaryWriter();
+    write(w);
+    return Buffer.from(w.finish());
+  };
+  const asBigInt = (v: bigint, signed: boolean): Buffer => {
+    const b = Buffer.alloc(8);
+    if (signed) b.writeBigInt64LE(v);
+    else b.writeBigUInt64LE(v);
+    return b;
+  };
+
+  it("writes unsigned 64-bit numbers as little-endian, the same bytes as through a BigInt", () => {
+    for (const v of [0, 1, 255, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 123_456_789_012, Number.MAX_SAFE_INTEGER]) {
+      expect(written((w) => w.u64(v))).toEqual(asBigInt(BigInt(v), false));
+      expect(new BinaryReader(written((w) => w.u64(v))).u64()).toBe(v);
+    }
+  });
+
+  it("refuses what does not fit: negative, fractional, unsafe", () => {
+    for (const v of [-1, 1.5, Number.NaN, 2 ** 53]) expect(() => new BinaryWriter().u64(v)).toThrow(RangeError);
+  });
+
+  it("writes signed 64-bit IDs, zero included", () => {
+    for (const v of [0n, 1n, -1n, 2n ** 63n - 1n, -(2n ** 63n)]) {
+      expect(written((w) => w.i64(v))).toEqual(asBigInt(v, true));
+    }
   });
 });

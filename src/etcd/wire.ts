@@ -170,6 +170,8 @@ export function int(v: Int64In | number | undefined | null): number {
 }
 
 export function bigint(v: Int64In | number | undefined | null): bigint {
-  if (v === undefined || v === null || v === "") return 0n;
+  // Most IDs and leases on the wire are 0: one shared 0n instead of a new BigInt each time (a
+  // revision record keeps its lease for as long as the revision lives).
+  if (v === undefined || v === null || v === "" || v === "0" || v === 0) return 0n;
   return BigInt(v);
 }

@@ -1,7 +1,12 @@
 /** A growable little-endian byte writer for our on-disk formats. */
 export class BinaryWriter {
-  private buf = Buffer.allocUnsafe(64 * 1024);
+  private buf: Buffer;
   private off = 0;
+
+  /** `capacity`: the bytes to reserve up front; a writer that knows its size never copies. */
+  constructor(capacity = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
 
   private ensure(n: number): void {
     if (this.off + n <= this.buf.length) return;
@@ -27,8 +32,12 @@ export class BinaryWriter {
 
   /** Integers up to 2^53, written as unsigned 64-bit. */
   u64(v: number): this {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`not an unsigned integer below 2^53: ${v}`);
     this.ensure(8);
-    this.buf.writeBigUInt64LE(BigInt(v), this.off);
+    // Two 32-bit halves: the same bytes as writeBigUInt64LE, without a BigInt per field (a
+    // snapshot writes four per revision).
+    this.buf.writeUInt32LE(v % 0x1_0000_0000, this.off);
+    this.buf.writeUInt32LE(Math.floor(v / 0x1_0000_0000), this.off + 4);
     this.off += 8;
     return this;
   }
@@ -43,13 +52,23 @@ export class BinaryWriter {
 
   i64(v: bigint): this {
     this.ensure(8);
-    this.buf.writeBigInt64LE(v, this.off);
+    if (v === 0n)
+      this.buf.fill(0, this.off, this.off + 8); // most leases
+    else this.buf.writeBigInt64LE(v, this.off);
     this.off += 8;
     return this;
   }
 
   bytes(v: Uint8Array): this {
     this.u32(v.length);
+    this.ensure(v.length);
+    this.buf.set(v, this.off);
+    this.off += v.length;
+    return this;
+  }
+
+  /** Bytes as they are, without a length. */
+  raw(v: Uint8Array): this {
     this.ensure(v.length);
     this.buf.set(v, this.off);
     this.off += v.length;

@@ -148,7 +148,9 @@ export class Applier {
     const prev = txn.latest(key);
     const value = p.ignore_value ? (prev as KeyValue).value : p.value;
     const lease = p.ignore_lease ? (prev as KeyValue).lease : bigint(p.lease);
-    txn.put(Buffer.from(p.key), Buffer.from(value), lease);
+    // Copies: the request's buffers are views into the whole Raft entry. A key that exists keeps
+    // the copy its first revision made (records live until compaction).
+    txn.put(prev ? prev.key : Buffer.from(p.key), p.ignore_value ? value : Buffer.from(value), lease);
     const resp: PutResponse = { header: { revision: txn.readRevision } as never };
     if (p.prev_kv && prev) resp.prev_kv = kvToWire(prev);
     return resp;
