@@ -165,6 +165,8 @@ export class EtcdServer {
   private queued: QueuedProposal[] = [];
   private readyScheduled = false;
   private readyRunning = false;
+  /** Snapshot files being written, in order (saveSnapshot). */
+  private snapshotWrites: Promise<void> = Promise.resolve();
   /** Reads waiting for the next ReadIndex round. */
   private readsPending: ReadWaiter[] = [];
   /** ReadIndex rounds in flight, by request context. */
@@ -639,6 +641,8 @@ export class EtcdServer {
     const image = decodeSnapshot(Buffer.from(snap.data), "snapshot from the leader");
     // The snapshot's index and term are Raft's, which the image's own fields must match.
     const fixed: StateSnapshot = { ...image, index: snap.metadata.index, term: snap.metadata.term };
+    // A snapshot of our own still being written is older: let it land before this one replaces it.
+    await this.snapshotWrites;
     this.snapshots.save(fixed);
     await this.wal.markSnapshot({ index: snap.metadata.index, term: snap.metadata.term, reset: true });
     this.raftStorage.applySnapshot(snap);
@@ -1135,20 +1139,30 @@ export class EtcdServer {
     const started = performance.now();
     const image = this.snapshotImage();
     const data = encodeSnapshot(image);
-    this.snapshots.save(image, data);
     this.snapshotIndex = image.index;
     this.raftStorage.createSnapshot(image.index, this.raw.raft.tracker.confState(), data);
     // Entries kept behind the snapshot, so that a briefly lagging follower needs no snapshot.
     const compactTo = image.index - this.config.snapshotCatchUpEntries;
     if (compactTo > this.raftStorage.firstIndex()) this.raftStorage.compact(compactTo);
-    this.log.info("saved snapshot", {
-      index: image.index,
-      revision: image.store.currentRevision,
-      bytes: data.length,
-      // The member serves nothing meanwhile: worth seeing next to a latency spike.
-      "took-ms": Math.round(performance.now() - started),
-    });
-    this.wal.markSnapshot({ index: image.index, term: image.term }).catch((err: unknown) => this.failStorage(err));
+    // The member serves nothing while it encodes: worth seeing next to a latency spike.
+    const encodeMs = Math.round(performance.now() - started);
+    // The file is written off the event loop, one snapshot after another. The log records the
+    // snapshot (and may then drop the segments before it) only once the file is durable: a crash
+    // before that restarts from the previous snapshot and the log, which still holds all since.
+    this.snapshotWrites = this.snapshotWrites
+      .then(async () => {
+        const writeStarted = performance.now();
+        await this.snapshots.saveEncoded(image.term, image.index, data);
+        await this.wal.markSnapshot({ index: image.index, term: image.term });
+        this.log.info("saved snapshot", {
+          index: image.index,
+          revision: image.store.currentRevision,
+          bytes: data.length,
+          "encode-ms": encodeMs,
+          "write-ms": Math.round(performance.now() - writeStarted),
+        });
+      })
+      .catch((err: unknown) => this.failStorage(err));
   }
 
   /** Returns compacted space (db size falls to what is in use) and rewrites the snapshot. */
@@ -1164,6 +1178,7 @@ export class EtcdServer {
     for (const t of this.timers) clearInterval(t);
     this.watchHub.close();
     await this.peers?.close().catch(() => {});
+    await this.snapshotWrites;
     try {
       await this.wal?.close();
     } catch {

@@ -147,6 +147,9 @@ export function decodeSnapshot(data: Buffer, label: string): StateSnapshot {
 
 const KEEP_SNAPSHOTS = 5;
 
+const snapshotFileName = (term: number, index: number): string =>
+  `${term.toString(16).padStart(16, "0")}-${index.toString(16).padStart(16, "0")}.snap`;
+
 /** The snapshot files of one member: `<dir>/<term>-<index>.snap`, 16 hex digits each. */
 export class SnapshotStore {
   constructor(private readonly dir: string) {
@@ -154,20 +157,41 @@ export class SnapshotStore {
   }
 
   /** Writes atomically (temp file, fsync, rename, directory fsync), then prunes old snapshots. */
-  /** Writes `snapshot` durably; `data` is its encoding when the caller already has it (encoding a large store takes a while). */
-  save(snapshot: StateSnapshot, data: Buffer = encodeSnapshot(snapshot)): void {
-    const name = `${snapshot.term.toString(16).padStart(16, "0")}-${snapshot.index.toString(16).padStart(16, "0")}.snap`;
-    const file = path.join(this.dir, name);
+  save(snapshot: StateSnapshot): void {
+    const file = path.join(this.dir, snapshotFileName(snapshot.term, snapshot.index));
     const tmp = `${file}.tmp`;
     const fd = fs.openSync(tmp, "w");
     try {
-      fs.writeSync(fd, data);
+      fs.writeSync(fd, encodeSnapshot(snapshot));
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
     fs.renameSync(tmp, file);
     fsyncDir(this.dir);
+    this.prune();
+  }
+
+  /**
+   * save() off the event loop, for a snapshot already encoded (a running member's: encoding and
+   * writing a large store takes long enough to stall every request in flight).
+   */
+  async saveEncoded(term: number, index: number, data: Buffer): Promise<void> {
+    const file = path.join(this.dir, snapshotFileName(term, index));
+    const tmp = `${file}.tmp`;
+    const handle = await fs.promises.open(tmp, "w");
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.promises.rename(tmp, file);
+    fsyncDir(this.dir);
+    this.prune();
+  }
+
+  private prune(): void {
     const all = this.list();
     for (const old of all.slice(0, Math.max(0, all.length - KEEP_SNAPSHOTS))) fs.rmSync(path.join(this.dir, old));
   }
