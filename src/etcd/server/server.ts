@@ -301,7 +301,7 @@ export class EtcdServer {
       if (this.config.initialClusterState === "new") {
         snap = this.bootstrapImage();
         // Durable before anything else, so that a crash right after leaves a consistent member.
-        this.snapshots.save(snap);
+        await this.snapshots.save(snap);
       } else {
         await this.joinExisting(options);
       }
@@ -643,7 +643,7 @@ export class EtcdServer {
     const fixed: StateSnapshot = { ...image, index: snap.metadata.index, term: snap.metadata.term };
     // A snapshot of our own still being written is older: let it land before this one replaces it.
     await this.snapshotWrites;
-    this.snapshots.save(fixed);
+    await this.snapshots.save(fixed);
     await this.wal.markSnapshot({ index: snap.metadata.index, term: snap.metadata.term, reset: true });
     this.raftStorage.applySnapshot(snap);
     this.restoreSnapshot(fixed);
@@ -1152,7 +1152,7 @@ export class EtcdServer {
     this.snapshotWrites = this.snapshotWrites
       .then(async () => {
         const writeStarted = performance.now();
-        await this.snapshots.saveEncoded(image.term, image.index, data);
+        await this.snapshots.save(image, data);
         await this.wal.markSnapshot({ index: image.index, term: image.term });
         this.log.info("saved snapshot", {
           index: image.index,

@@ -156,28 +156,13 @@ export class SnapshotStore {
     fs.mkdirSync(dir, { recursive: true });
   }
 
-  /** Writes atomically (temp file, fsync, rename, directory fsync), then prunes old snapshots. */
-  save(snapshot: StateSnapshot): void {
-    const file = path.join(this.dir, snapshotFileName(snapshot.term, snapshot.index));
-    const tmp = `${file}.tmp`;
-    const fd = fs.openSync(tmp, "w");
-    try {
-      fs.writeSync(fd, encodeSnapshot(snapshot));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-    fsyncDir(this.dir);
-    this.prune();
-  }
-
   /**
-   * save() off the event loop, for a snapshot already encoded (a running member's: encoding and
-   * writing a large store takes long enough to stall every request in flight).
+   * Writes atomically (temp file, fsync, rename, directory fsync), then prunes old snapshots; off
+   * the event loop, since writing a large store takes long enough to stall every request in
+   * flight. `data` is the encoding when the caller already has it.
    */
-  async saveEncoded(term: number, index: number, data: Buffer): Promise<void> {
-    const file = path.join(this.dir, snapshotFileName(term, index));
+  async save(snapshot: StateSnapshot, data: Buffer = encodeSnapshot(snapshot)): Promise<void> {
+    const file = path.join(this.dir, snapshotFileName(snapshot.term, snapshot.index));
     const tmp = `${file}.tmp`;
     const handle = await fs.promises.open(tmp, "w");
     try {
