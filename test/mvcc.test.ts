@@ -1,7 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { EtcdError } from "../src/etcd/errors.js";
 import { type KeySpan, keySpan, MvccStore } from "../src/etcd/mvcc/store.js";
-import { decodeSnapshot, encodeSnapshot } from "../src/etcd/wal/snapshot.js";
+import {
+  decodeSnapshot,
+  encodeSnapshot,
+  encodeSnapshotInSlices,
+  type StateSnapshot,
+} from "../src/etcd/wal/snapshot.js";
 
 const b = (s: string): Buffer => Buffer.from(s);
 const one = (k: string): KeySpan => keySpan(b(k), Buffer.alloc(0));
@@ -142,6 +147,49 @@ describe("MVCC store", () => {
     }
     expect(r.eventsSince(11, 1000).map((x) => x.revision)).toEqual(s.eventsSince(11, 1000).map((x) => x.revision));
     expect(attached.length).toBeGreaterThan(0);
+  });
+
+  it("encodes a snapshot in slices to the same bytes, a turn of the event loop per slice", async () => {
+    const s = new MvccStore();
+    for (let i = 0; i < 25; i++) put(s, `k${i % 9}`, `value-${i}`, i % 4 === 0 ? 7n : 0n);
+    del(s, prefix("k2"));
+    const snapshot: StateSnapshot = {
+      index: 40,
+      term: 3,
+      clusterId: 9n,
+      members: [{ id: 2n, name: "m2", peerUrls: ["http://127.0.0.1:2380"], clientUrls: [], isLearner: false }],
+      store: s.image(),
+      leases: [{ id: 7n, ttl: 30 }],
+      alarms: [{ memberId: 2n, alarm: 1 }],
+    };
+    const records = snapshot.store.records.length;
+    expect(records).toBe(26);
+    const whole = encodeSnapshot(snapshot);
+    // Slices that divide the records evenly, leave a remainder, hold one record, or all of them.
+    for (const perSlice of [1, 2, 5, 13, 26, 27, 4096]) {
+      let turns = 0;
+      let counting = true;
+      const count = (): void => {
+        if (!counting) return;
+        turns++;
+        setImmediate(count);
+      };
+      setImmediate(count);
+      const sliced = await encodeSnapshotInSlices(snapshot, perSlice);
+      counting = false;
+      expect(sliced.equals(whole), `${perSlice} records per slice`).toBe(true);
+      // Other work ran between the slices: once per slice boundary (records fully encoded in the
+      // first turn when one slice holds them all).
+      const boundaries = Math.ceil(records / perSlice) - 1;
+      expect(turns, `${perSlice} records per slice`).toBeGreaterThanOrEqual(boundaries);
+      if (boundaries === 0) expect(turns).toBe(0);
+    }
+    expect(decodeSnapshot(await encodeSnapshotInSlices(snapshot, 4), "sliced").store.records).toEqual(
+      decodeSnapshot(whole, "whole").store.records,
+    );
+    const empty: StateSnapshot = { ...snapshot, store: new MvccStore().image(), leases: [], alarms: [] };
+    expect((await encodeSnapshotInSlices(empty, 1)).equals(encodeSnapshot(empty))).toBe(true);
+    await expect(encodeSnapshotInSlices(snapshot, 0)).rejects.toThrow(/records per slice must be a positive integer/);
   });
 
   it("detects a damaged snapshot", () => {

@@ -69,7 +69,7 @@ const SNAPSHOT_PAGE = 4096;
 
 /** Streams the state in 32 KiB chunks, then the SHA-256 of all of it, as etcd does. */
 async function streamSnapshot(server: EtcdServer, call: grpc.ServerWritableStream<object, object>): Promise<void> {
-  const state = server.snapshotBytes();
+  const state = await server.snapshotBytes();
   const data = Buffer.alloc(Math.ceil(state.length / SNAPSHOT_PAGE) * SNAPSHOT_PAGE);
   state.copy(data);
   const sha = createHash("sha256");

@@ -22,7 +22,7 @@ import { EtcdError } from "../errors.js";
 import { MvccStore } from "../mvcc/store.js";
 import { decodeInternal, encodeInternal } from "../proto.js";
 import type { MemberImage, StateSnapshot } from "../wal/snapshot.js";
-import { decodeSnapshot, encodeSnapshot, SnapshotStore } from "../wal/snapshot.js";
+import { decodeSnapshot, encodeSnapshot, encodeSnapshotInSlices, SnapshotStore } from "../wal/snapshot.js";
 import { Wal, type WalEntry, WalFailedError } from "../wal/wal.js";
 import { AlarmType, type InternalRequest, type RangeRequest, type RangeResponse, type TxnRequest } from "../wire.js";
 import { AlarmStore, Applier, type ApplyResult, requestWrites } from "./applier.js";
@@ -58,6 +58,9 @@ const ETCD_HEADER_EXTRA_BYTES = 3;
 
 /** Commands proposed together travel in one MsgProp up to about this size (one command always goes). */
 const MAX_PROPOSAL_BATCH_BYTES = 1024 * 1024;
+
+/** MVCC records a snapshot encodes per turn of the event loop (~15 ms of CPU here at 4,096). */
+const SNAPSHOT_SLICE_RECORDS = 4096;
 
 /**
  * A Ready pass proposes at most this many queued requests, then yields to the event loop while
@@ -1126,31 +1129,41 @@ export class EtcdServer {
     };
   }
 
-  snapshotBytes(): Buffer {
-    return encodeSnapshot(this.snapshotImage());
+  /** The applied state as snapshot bytes (Maintenance.Snapshot), encoded without stalling the member. */
+  snapshotBytes(): Promise<Buffer> {
+    return encodeSnapshotInSlices(this.snapshotImage(), SNAPSHOT_SLICE_RECORDS);
   }
 
   /**
    * Writes a snapshot of the applied state, gives it to Raft (for followers too far behind), and
    * lets the log drop what it covers, keeping some entries for followers that lag a little.
+   *
+   * The image is taken now, in one turn; encoding it (~0.4 s of CPU for 100,000 revisions here)
+   * and writing the file happen in the background, one snapshot after another, while the member
+   * goes on serving. Raft gets the snapshot, and the log may drop the entries before it, only once
+   * it is encoded; the log records it (and may drop its segments) only once the file is durable: a
+   * crash before that restarts from the previous snapshot and the log, which still holds all since.
    */
   private saveSnapshot(): void {
-    if (this.storageError) return;
-    const started = performance.now();
+    if (this.storageError || this.stopped) return;
+    const captureStarted = performance.now();
     const image = this.snapshotImage();
-    const data = encodeSnapshot(image);
+    const confState = this.raw.raft.tracker.confState();
     this.snapshotIndex = image.index;
-    this.raftStorage.createSnapshot(image.index, this.raw.raft.tracker.confState(), data);
-    // Entries kept behind the snapshot, so that a briefly lagging follower needs no snapshot.
-    const compactTo = image.index - this.config.snapshotCatchUpEntries;
-    if (compactTo > this.raftStorage.firstIndex()) this.raftStorage.compact(compactTo);
-    // The member serves nothing while it encodes: worth seeing next to a latency spike.
-    const encodeMs = Math.round(performance.now() - started);
-    // The file is written off the event loop, one snapshot after another. The log records the
-    // snapshot (and may then drop the segments before it) only once the file is durable: a crash
-    // before that restarts from the previous snapshot and the log, which still holds all since.
+    const captureMs = Math.round(performance.now() - captureStarted);
     this.snapshotWrites = this.snapshotWrites
       .then(async () => {
+        const encodeStarted = performance.now();
+        const data = await encodeSnapshotInSlices(image, SNAPSHOT_SLICE_RECORDS);
+        const encodeMs = Math.round(performance.now() - encodeStarted);
+        // Raft already holds this state when nothing was applied since its last snapshot (a
+        // defragment rewrites the file only).
+        if (image.index > this.raftStorage.snapshot().metadata.index) {
+          this.raftStorage.createSnapshot(image.index, confState, data);
+          // Entries kept behind the snapshot, so that a briefly lagging follower needs no snapshot.
+          const compactTo = image.index - this.config.snapshotCatchUpEntries;
+          if (compactTo > this.raftStorage.firstIndex()) this.raftStorage.compact(compactTo);
+        }
         const writeStarted = performance.now();
         await this.snapshots.save(image, data);
         await this.wal.markSnapshot({ index: image.index, term: image.term });
@@ -1158,6 +1171,8 @@ export class EtcdServer {
           index: image.index,
           revision: image.store.currentRevision,
           bytes: data.length,
+          // The member pauses only for the capture; the encoding is spread over many turns.
+          "capture-ms": captureMs,
           "encode-ms": encodeMs,
           "write-ms": Math.round(performance.now() - writeStarted),
         });

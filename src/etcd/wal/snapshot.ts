@@ -57,16 +57,53 @@ export class SnapshotCorruptionError extends Error {
 }
 
 export function encodeSnapshot(s: StateSnapshot): Buffer {
+  const steps = snapshotEncoder(s, Number.POSITIVE_INFINITY);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * The same bytes as encodeSnapshot, encoded `recordsPerSlice` MVCC records at a time with a turn
+ * of the event loop in between: a member encoding a large store (100,000 revisions are ~30 MB,
+ * ~0.4 s of CPU here) keeps answering requests meanwhile instead of stalling for the whole of it.
+ * The snapshot must not change until the promise settles; a StoreImage holds its own list of
+ * records, and records are never modified once written, so an image taken in one turn is safe.
+ */
+export async function encodeSnapshotInSlices(s: StateSnapshot, recordsPerSlice = 4096): Promise<Buffer> {
+  if (!Number.isInteger(recordsPerSlice) || recordsPerSlice < 1) {
+    throw new RangeError(`records per slice must be a positive integer, not ${recordsPerSlice}`);
+  }
+  const steps = snapshotEncoder(s, recordsPerSlice);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Encodes `s`, yielding after every `recordsPerSlice` records; returns the finished bytes. */
+function* snapshotEncoder(s: StateSnapshot, recordsPerSlice: number): Generator<void, Buffer, void> {
   // Sized up front (a store of 100,000 revisions is ~30 MB): no buffer grows, nothing is copied
-  // twice; the checksum goes after the magic and the body, in the same buffer.
+  // twice; the checksum goes after the magic and the body, in the same buffer, and is computed
+  // slice by slice as the bytes are written.
   let size = MAGIC.length + 8 * 3 + 4 + 8 * 2 + 4 + 4 + 4 + 4;
   for (const m of s.members) {
     size += 8 + 4 + Buffer.byteLength(m.name) + 1 + 8;
     for (const u of [...m.peerUrls, ...m.clientUrls]) size += 4 + Buffer.byteLength(u);
   }
-  for (const r of s.store.records) size += 4 + r.key.length + 8 * 3 + 4 + r.value.length + 8;
+  const records = s.store.records;
+  for (const r of records) size += 4 + r.key.length + 8 * 3 + 4 + r.value.length + 8;
   size += s.leases.length * 16 + s.alarms.length * 9;
   const w = new BinaryWriter(size);
+  let crc = 0;
+  let checksummed = 0;
+  const checksumSoFar = (): void => {
+    const written = w.finish();
+    crc = crc32c(written.subarray(checksummed), crc);
+    checksummed = written.length;
+  };
   w.raw(MAGIC);
   w.u64(s.index).u64(s.term).u64n(s.clusterId);
   w.u32(s.members.length);
@@ -80,15 +117,21 @@ export function encodeSnapshot(s: StateSnapshot): Buffer {
     for (const u of m.clientUrls) w.string(u);
   }
   w.u64(s.store.currentRevision).u64(s.store.compactedRevision);
-  w.u32(s.store.records.length);
-  for (const r of s.store.records) {
+  w.u32(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i] as KeyValue;
     w.bytes(r.key).u64(r.createRevision).u64(r.modRevision).u64(r.version).bytes(r.value).i64(r.lease);
+    if ((i + 1) % recordsPerSlice === 0 && i + 1 < records.length) {
+      checksumSoFar();
+      yield;
+    }
   }
   w.u32(s.leases.length);
   for (const l of s.leases) w.i64(l.id).u64(l.ttl);
   w.u32(s.alarms.length);
   for (const a of s.alarms) w.u64n(a.memberId).u8(a.alarm);
-  w.u32(crc32c(w.finish()));
+  checksumSoFar();
+  w.u32(crc);
   return w.finish();
 }
 
