@@ -107,6 +107,53 @@ describe("MVCC store", () => {
     ]);
   });
 
+  it("keeps each revision's events in order, one or many, across compaction and restore", () => {
+    const s = new MvccStore();
+    const listed = (from: number, max = 100): string[] =>
+      s
+        .eventsSince(from, max)
+        .map(
+          (r) =>
+            `${r.revision}:${r.events.map((e) => `${e.type} ${e.kv.key}=${e.kv.value}${e.prevKv ? ` (was ${e.prevKv.value})` : ""}`).join(", ")}`,
+        );
+    put(s, "a", "1"); // 2
+    const txn = s.write(); // 3: three events in one revision
+    txn.put(b("b"), b("1"), 0n);
+    txn.put(b("c"), b("1"), 0n);
+    txn.put(b("a"), b("2"), 0n);
+    txn.end();
+    del(s, prefix("b")); // 4
+    const both = s.write(); // 5: a delete and a put
+    both.deleteRange(one("c"));
+    both.put(b("d"), b("1"), 0n);
+    both.end();
+    const expected = [
+      "2:PUT a=1",
+      "3:PUT b=1, PUT c=1, PUT a=2 (was 1)",
+      "4:DELETE b= (was 1)",
+      "5:DELETE c= (was 1), PUT d=1",
+    ];
+    expect(listed(2)).toEqual(expected);
+    // Whole revisions only: the batch stops once it holds maxEvents, without splitting one.
+    expect(listed(2, 2).map((r) => r.split(":")[0])).toEqual(["2", "3"]);
+    expect(listed(4, 1).map((r) => r.split(":")[0])).toEqual(["4"]);
+    expect(listed(6)).toEqual([]);
+    s.compact(5);
+    expect(listed(5)).toEqual(["5:PUT d=1"]);
+    put(s, "e", "1"); // 6
+    expect(listed(5)).toEqual(["5:PUT d=1", "6:PUT e=1"]);
+    const restored = new MvccStore();
+    restored.restore(s.image());
+    expect(restored.eventsSince(5, 100).map((r) => [r.revision, r.events.length])).toEqual([
+      [5, 1],
+      [6, 1],
+    ]);
+    // Compacting everything, then writing again, starts the history at the new revision.
+    s.compact(6);
+    put(s, "f", "1"); // 7
+    expect(listed(6)).toEqual(["6:PUT e=1", "7:PUT f=1"]);
+  });
+
   it("shrinks db size only on defragment, after compaction freed space", () => {
     const s = new MvccStore();
     for (let i = 0; i < 100; i++) put(s, "k", "x".repeat(1000));

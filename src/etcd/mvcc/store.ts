@@ -23,7 +23,10 @@ import { SortedKeys } from "./sorted-keys.js";
  *    nothing that a later read needs, so it goes too (etcd does the same).
  *
  * Alongside, `history` lists the events of every revision from the compaction revision on, in
- * revision order, so watchers that fell behind can catch up without scanning all keys.
+ * revision order, so watchers that fell behind can catch up without scanning all keys. It is kept
+ * for as long as the records, so it is kept small: entry i holds revision historyStart + i, as the
+ * one event most revisions have, or an array of a transaction's events (tight, not the transaction's
+ * own growing array: an array grown by push holds room for 17 events).
  *
  * All methods are synchronous: the apply loop is the only writer, so a read never sees half of a
  * write transaction.
@@ -110,7 +113,9 @@ const EMPTY_DB_SIZE = 20 * 1024;
 export class MvccStore {
   private readonly byKey = new Map<string, KeyValue[]>();
   private keys = new SortedKeys();
-  private history: RevisionEvents[] = [];
+  private history: Array<MvccEvent | readonly MvccEvent[]> = [];
+  /** The revision of history[0]. */
+  private historyStart = 0;
   private rev = 1;
   private compactRev = 0;
   /** Whether anything was ever compacted (etcd starts at -1, so compacting at 0 is allowed once). */
@@ -181,12 +186,13 @@ export class MvccStore {
     }
     this.compactRev = revision;
     this.compactedOnce = true;
-    const first = this.history.findIndex((h) => h.revision >= revision);
-    this.history = first < 0 ? [] : this.history.slice(first);
+    const first = Math.max(0, revision - this.historyStart);
+    this.history = first >= this.history.length ? [] : this.history.slice(first);
+    this.historyStart += first;
     const head = this.history[0];
-    if (head && head.revision === revision) {
+    if (head !== undefined && this.historyStart === revision) {
       // A read at the compaction revision still sees its puts; its deletes are gone (as in etcd).
-      this.history[0] = { revision, events: head.events.filter((e) => e.type === "PUT") };
+      this.history[0] = packEvents(eventsOf(head).filter((e) => e.type === "PUT"));
     }
   }
 
@@ -203,14 +209,11 @@ export class MvccStore {
   eventsSince(fromRevision: number, maxEvents: number): RevisionEvents[] {
     if (fromRevision < this.compactRev) throw errCompacted();
     const out: RevisionEvents[] = [];
-    const head = this.history[0];
-    if (!head) return out;
-    let i = Math.max(0, fromRevision - head.revision);
     let n = 0;
-    for (; i < this.history.length && n < maxEvents; i++) {
-      const h = this.history[i] as RevisionEvents;
-      out.push(h);
-      n += h.events.length;
+    for (let i = Math.max(0, fromRevision - this.historyStart); i < this.history.length && n < maxEvents; i++) {
+      const events = eventsOf(this.history[i] as MvccEvent | readonly MvccEvent[]);
+      out.push({ revision: this.historyStart + i, events });
+      n += events.length;
     }
     return out;
   }
@@ -282,9 +285,10 @@ export class MvccStore {
     }
     this.allocatedBytes = this.liveBytes;
     this.history = [];
-    for (let rev = Math.max(this.compactRev, 1); rev <= this.rev; rev++) {
+    this.historyStart = Math.max(this.compactRev, 1);
+    for (let rev = this.historyStart; rev <= this.rev; rev++) {
       // Sub-revision order within a revision is not kept in the image; key order stands in for it.
-      this.history.push({ revision: rev, events: byRevision.get(rev) ?? [] });
+      this.history.push(packEvents(byRevision.get(rev) ?? []));
     }
     if (this.leaseListener) {
       for (const [key, list] of this.byKey) {
@@ -359,9 +363,10 @@ export class MvccStore {
   }
 
   /** @internal */
-  commit(revision: number, events: MvccEvent[]): void {
+  commit(revision: number, events: readonly MvccEvent[]): void {
     this.rev = revision;
-    this.history.push({ revision, events });
+    if (this.history.length === 0) this.historyStart = revision;
+    this.history.push(packEvents(events));
   }
 
   /** @internal */
@@ -455,6 +460,17 @@ export class WriteTxn {
 }
 
 const EMPTY = Buffer.alloc(0);
+const NO_EVENTS: readonly MvccEvent[] = Object.freeze([]);
+
+/** A revision's events as the history keeps them: the event alone, or a tight copy of several. */
+function packEvents(events: readonly MvccEvent[]): MvccEvent | readonly MvccEvent[] {
+  if (events.length === 1) return events[0] as MvccEvent;
+  return events.length === 0 ? NO_EVENTS : events.slice();
+}
+
+function eventsOf(entry: MvccEvent | readonly MvccEvent[]): MvccEvent[] {
+  return (Array.isArray(entry) ? entry : [entry]) as MvccEvent[];
+}
 
 function recordCost(r: KeyValue): number {
   return r.key.length + r.value.length + RECORD_OVERHEAD;
