@@ -1,3 +1,5 @@
+import type { SlabCopier } from "./slab.js";
+
 /** A growable little-endian byte writer for our on-disk formats. */
 export class BinaryWriter {
   private buf: Buffer;
@@ -134,10 +136,12 @@ export class BinaryReader {
     return v;
   }
 
-  bytes(): Buffer {
+  /** A length-prefixed byte string, copied out (by `copier` when given). */
+  bytes(copier?: SlabCopier): Buffer {
     const n = this.u32();
     this.need(n);
-    const v = Buffer.from(this.buf.subarray(this.off, this.off + n));
+    const view = this.buf.subarray(this.off, this.off + n);
+    const v = copier ? copier.copy(view) : Buffer.from(view);
     this.off += n;
     return v;
   }

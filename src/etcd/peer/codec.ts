@@ -1,5 +1,9 @@
 import { type Entry, type EntryType, type Message, MessageType, type Snapshot } from "../../raft/types.js";
 import { BinaryReader } from "../../util/binary.js";
+import { SlabCopier } from "../../util/slab.js";
+
+/** Log entries stay in the Raft log until it is compacted after a snapshot: copied apart. */
+const entryCopier = new SlabCopier();
 
 /**
  * Binary encoding of a Raft `Message` for the peer transport.
@@ -246,8 +250,8 @@ class MessageReader {
   }
 
   /** A length-prefixed byte string, copied out (the result does not pin the frame buffer). */
-  bytes(): Uint8Array {
-    return this.r.bytes();
+  bytes(copier?: SlabCopier): Uint8Array {
+    return this.r.bytes(copier);
   }
 }
 
@@ -291,7 +295,12 @@ function decodeUnchecked(r: MessageReader): Message {
     const eindex = r.num(`entries[${i}].index`);
     const etype = r.u8();
     if (etype > 1) throw new PeerCodecError(`peer codec: entries[${i}] has unknown entry type ${etype}`);
-    entries.push({ term: eterm, index: eindex, type: etype === 0 ? "normal" : "confChange", data: r.bytes() });
+    entries.push({
+      term: eterm,
+      index: eindex,
+      type: etype === 0 ? "normal" : "confChange",
+      data: r.bytes(entryCopier),
+    });
   }
   const m: Message = { type, from, to, term, logTerm, index, entries, commit, reject, rejectHint, context };
   if (r.flag("snapshot flag")) m.snapshot = decodeSnapshot(r);

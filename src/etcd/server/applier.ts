@@ -1,3 +1,4 @@
+import { SlabCopier } from "../../util/slab.js";
 import { EtcdError } from "../errors.js";
 import type { KeySpan, KeyValue, MvccStore, RevisionEvents, WriteTxn } from "../mvcc/store.js";
 import { keySpan } from "../mvcc/store.js";
@@ -87,6 +88,9 @@ export class AlarmStore {
 }
 
 export class Applier {
+  /** Keys and values stay until compaction: copied apart from short-lived buffers. */
+  private readonly copier = new SlabCopier();
+
   constructor(
     private readonly mvcc: MvccStore,
     private readonly lessor: Lessor,
@@ -149,8 +153,8 @@ export class Applier {
     const value = p.ignore_value ? (prev as KeyValue).value : p.value;
     const lease = p.ignore_lease ? (prev as KeyValue).lease : bigint(p.lease);
     // Copies: the request's buffers are views into the whole Raft entry. A key that exists keeps
-    // the copy its first revision made (records live until compaction).
-    txn.put(prev ? prev.key : Buffer.from(p.key), p.ignore_value ? value : Buffer.from(value), lease);
+    // the copy its first revision made (records live until compaction, in slabs of their own).
+    txn.put(prev ? prev.key : this.copier.copy(p.key), p.ignore_value ? value : this.copier.copy(value), lease);
     const resp: PutResponse = { header: { revision: txn.readRevision } as never };
     if (p.prev_kv && prev) resp.prev_kv = kvToWire(prev);
     return resp;

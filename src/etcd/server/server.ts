@@ -17,6 +17,7 @@ import {
   StateType,
 } from "../../raft/index.js";
 import type { Logger } from "../../util/logger.js";
+import { SlabCopier } from "../../util/slab.js";
 import type { EtcdConfig } from "../config.js";
 import { EtcdError } from "../errors.js";
 import { MvccStore } from "../mvcc/store.js";
@@ -170,6 +171,8 @@ export class EtcdServer {
   private readyRunning = false;
   /** Snapshot files being written, in order (saveSnapshot). */
   private snapshotWrites: Promise<void> = Promise.resolve();
+  /** Proposed entries live in the Raft log until a snapshot lets it be compacted: copied apart. */
+  private readonly entryCopier = new SlabCopier();
   /** Reads waiting for the next ReadIndex round. */
   private readsPending: ReadWaiter[] = [];
   /** ReadIndex rounds in flight, by request context. */
@@ -753,11 +756,12 @@ export class EtcdServer {
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
     const id = this.ids.nextId().toString();
-    const data = encodeInternal({ ...body, id } as InternalRequest);
-    if (data.length + ETCD_HEADER_EXTRA_BYTES > this.config.maxRequestBytes) {
+    const encoded = encodeInternal({ ...body, id } as InternalRequest);
+    if (encoded.length + ETCD_HEADER_EXTRA_BYTES > this.config.maxRequestBytes) {
       return Promise.reject(new EtcdError("RequestTooLarge"));
     }
-    return this.track(id, { id, data });
+    // The entry stays in the Raft log until it is compacted after a snapshot.
+    return this.track(id, { id, data: this.entryCopier.copy(encoded) });
   }
 
   /** Proposes a membership change (MemberAdd/Remove/Promote); resolves once it is applied here. */

@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { crc32c } from "../../util/crc32c.js";
+import { SlabCopier } from "../../util/slab.js";
 
 /**
  * The write-ahead log: every state-machine command is appended here, and fsynced, before it is
@@ -40,6 +41,8 @@ const MAGIC = magicOf(WAL_FORMAT_VERSION);
 /** Versions this build reads: 1 has no zero tail (and is appended to as it is), 2 may have one. */
 const READABLE_MAGICS = new Map([1, 2].map((v) => [magicOf(v).toString("latin1"), v]));
 const MAGIC_PREFIX = "LABWAL";
+/** Replayed entries stay in the Raft log until it is compacted after a snapshot: copied apart. */
+const entryCopier = new SlabCopier();
 /** How far ahead of the records a version-2 segment is extended with zeros. */
 const PREALLOCATE_BYTES = 4 * 1024 * 1024;
 const HEADER = 9;
@@ -540,7 +543,7 @@ function parseSegment(file: string, data: Buffer, isLast: boolean): ParsedSegmen
             index: Number(payload.readBigUInt64LE(0)),
             term: Number(payload.readBigUInt64LE(8)),
             ...(type === RecordType.ConfEntry ? { type: "confChange" as const } : {}),
-            data: Buffer.from(payload.subarray(16)),
+            data: entryCopier.copy(payload.subarray(16)),
           },
         });
         break;
