@@ -25,7 +25,7 @@ describe("SlabCopier (long-lived copies apart from Node's buffer pool)", () => {
   it("starts a new slab when a copy does not fit in what is left, without overlapping", () => {
     const copier = new SlabCopier(256);
     const copies = Array.from({ length: 40 }, (_, i) => copier.copy(Buffer.alloc(30, i)));
-    copies.forEach((c, i) => expect(c.every((x) => x === i)).toBe(true));
+    expect(copies.every((c, i) => c.every((x) => x === i))).toBe(true);
     const slabs = new Set(copies.map((c) => c.buffer));
     // 8 copies of 30 bytes fit in 256: 40 copies take 5 slabs.
     expect(slabs.size).toBe(5);
