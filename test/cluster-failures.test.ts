@@ -100,6 +100,40 @@ describe("failures in a three-member cluster", () => {
     expectLinearizable(w);
   });
 
+  it("orders the election once the leader's connection closes: the survivor ranked first leads", async () => {
+    cluster = await TestCluster.start({ size: 3 });
+    const c = cluster;
+    const ordered =
+      /"msg":"lost the connection to the leader; ordered the election".*?"rank":(\d+),"election-ticks":(\d+)/;
+    // Three leader kills: with randomized timeouts either survivor could lead each time.
+    for (let round = 1; round <= 3; round++) {
+      const leader = await c.waitLeader();
+      const survivors = c.members.filter((m) => m !== leader);
+      const seen = survivors.map((m) => m.output.length);
+      await c.kill(leader);
+      const next = await c.waitLeader();
+      const found = survivors.map((m, i) => ordered.exec(m.output.slice(seen[i])));
+      expect(
+        found.map((f) => f && [f[1], f[2]]),
+        `round ${round}: ${survivors.map((m) => m.output.slice(-1500)).join("\n---\n")}`,
+      ).toEqual(
+        found[0]?.[1] === "0"
+          ? [
+              ["0", "10"],
+              ["1", "12"],
+            ]
+          : [
+              ["1", "12"],
+              ["0", "10"],
+            ],
+      );
+      const first = survivors[found.findIndex((f) => f?.[1] === "0")] as ClusterMember;
+      expect(next.name, `round ${round}`).toBe(first.name);
+      await c.restart(leader);
+      await c.waitConverged();
+    }
+  });
+
   it("holds a write a follower gets while its leader is down, and commits it once under the next leader", async () => {
     cluster = await TestCluster.start({ size: 3 });
     const c = cluster;

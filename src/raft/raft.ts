@@ -293,6 +293,20 @@ export class Raft {
     this.pendingReadIndexMessages = [];
   }
 
+  /**
+   * Until the next reset (a new term, a leader heard from, a campaign), time out after exactly the
+   * election timeout plus `extraTicks` instead of the randomized timeout; capped, as that one is,
+   * below twice the election timeout. For a follower whose host knows its leader is gone (see
+   * EtcdServer.orderElectionAfterLeaderLoss): its clock still counts from the leader's last
+   * message, so a leader that is alive is not disturbed any sooner than by an election timeout.
+   */
+  setElectionTimeoutAfterLeaderLoss(extraTicks: number): void {
+    if (!Number.isInteger(extraTicks) || extraTicks < 0) {
+      throw new RangeError(`extra election ticks must be a non-negative integer, not ${extraTicks}`);
+    }
+    this.randomizedElectionTimeout = Math.min(2 * this.electionTimeout - 1, this.electionTimeout + extraTicks);
+  }
+
   private resetRandomizedElectionTimeout(): void {
     this.randomizedElectionTimeout = this.electionTimeout + Math.floor(this.random() * this.electionTimeout);
   }

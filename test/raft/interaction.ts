@@ -27,6 +27,10 @@
  *   set-randomized-election-timeout <id> <ticks>
  *                                         the node's current randomized election timeout, in
  *                                         [10, 20) ticks (until its next term or campaign)
+ *   order-election-after-leader-loss <id> <extra>
+ *                                         the node times out after exactly 10 + extra ticks (at
+ *                                         most 19) until its next term or campaign, as a member
+ *                                         does once its leader's connection closed
  *   tick-heartbeat <id>...                ticks each node one heartbeat timeout (1 tick)
  *   tick-election <id>...                 ticks each node one election timeout (10 ticks)
  *   propose <id> <data>                   proposes data at the node (followers forward it)
@@ -273,6 +277,9 @@ export class InteractionEnv {
         this.member(parseId(c.args[0])).rn.raft.randomizedElectionTimeout = ticks;
         break;
       }
+      case "order-election-after-leader-loss":
+        this.member(parseId(c.args[0])).rn.raft.setElectionTimeoutAfterLeaderLoss(parseInt10(c.args[1], "extra ticks"));
+        break;
       case "tick-heartbeat":
         for (const id of c.args.map(parseId)) this.tick(id, HEARTBEAT_TICK);
         break;
