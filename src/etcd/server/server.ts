@@ -486,13 +486,6 @@ export class EtcdServer {
   }
 
   /**
-   * A follower whose connection to the leader is down (the leader died, or its connection broke
-   * and is being redialed) holds proposals and read requests instead of forwarding them: the
-   * transport would drop them, and each would hang until its client gave up. Held, they go to
-   * the next leader as soon as it is elected, or to this one on the first tick after the
-   * connection is back.
-   */
-  /**
    * A follower whose connection to its leader closed (the leader's process ended or restarted: its
    * sockets closed with it) campaigns after exactly an election timeout of silence, plus two ticks
    * for each surviving voter with a lower ID, instead of after a randomized timeout of up to twice
@@ -519,6 +512,13 @@ export class EtcdServer {
     });
   }
 
+  /**
+   * A follower whose connection to the leader is down (the leader died, or its connection broke
+   * and is being redialed) holds proposals and read requests instead of forwarding them: the
+   * transport would drop them, and each would hang until its client gave up. Held, they go to
+   * the next leader as soon as it is elected, or to this one on the first tick after the
+   * connection is back.
+   */
   private leaderUnreachable(): boolean {
     return (
       this.lead !== NONE && this.lead !== this.memberId && this.peers !== undefined && !this.peers.reachable(this.lead)
