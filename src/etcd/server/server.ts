@@ -71,6 +71,11 @@ const MAX_PROPOSAL_BATCH_BYTES = 1024 * 1024;
 const MAX_PROPOSALS_PER_PASS = 64;
 
 /** Messages a follower passes on to the leader for someone else (no promise about its own log). */
+/** An append that carries no entries: a leader telling a follower its new commit index. */
+function isCommitNotice(m: Message): boolean {
+  return m.type === MessageType.MsgApp && m.entries.length === 0;
+}
+
 const FORWARDED: ReadonlySet<MessageType> = new Set([MessageType.MsgProp, MessageType.MsgReadIndex]);
 
 /** etcd 3.4's API level, which clients (etcdctl, client libraries) check. */
@@ -249,6 +254,11 @@ export class EtcdServer {
 
   get appliedIndex(): number {
     return this.applied;
+  }
+
+  /** The write-ahead log's fdatasync durations and bytes written, for /metrics. */
+  get walStats(): Pick<Wal, "fsyncSeconds" | "writtenBytes"> {
+    return this.wal;
   }
 
   /** The member this one believes leads (0 when none is known). */
@@ -586,7 +596,16 @@ export class EtcdServer {
       after = rd.messages.filter((m) => !FORWARDED.has(m.type));
       if (after.length < rd.messages.length) this.peers?.send(rd.messages.filter((m) => FORWARDED.has(m.type)));
     }
-    if (sendFirst && rd.messages.length > 0) this.peers?.send(rd.messages);
+    // A leader's commit notices (appends without entries that only raise the followers' commit
+    // index) leave on the next turn of the event loop: the answers this Ready releases go out
+    // first. Each notice costs a socket write per follower (and wakes it); sent first, they stood
+    // between a one-client put and its answer. Raft tolerates any delay of a message.
+    const commitNotices: Message[] = [];
+    if (sendFirst && rd.messages.length > 0) {
+      const urgent: Message[] = [];
+      for (const m of rd.messages) (isCommitNotice(m) ? commitNotices : urgent).push(m);
+      if (urgent.length > 0) this.peers?.send(urgent);
+    }
     // 0. Entries that are committed and already in our log on disk (an earlier Ready wrote them)
     // are applied before this Ready's write, as etcd's apply loop runs beside its log writes: a
     // pipelined leader answers one batch while it writes the next, and an answer no longer waits
@@ -602,6 +621,11 @@ export class EtcdServer {
         appliedBeforeWrite = true;
       }
       if (appliedBeforeWrite) this.notifyApplied();
+    }
+    if (commitNotices.length > 0) {
+      setImmediate(() => {
+        if (!this.stopped) this.peers?.send(commitNotices);
+      });
     }
     // 1. Persist (a snapshot from the leader first: it replaces the log and the state).
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
