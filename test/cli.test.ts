@@ -106,6 +106,40 @@ describe("a running member", () => {
     expect(await httpGet(node.clientPort, "/health")).toBe('{"health":"true"}');
   });
 
+  it("reports each write-ahead log fsync in etcd's etcd_disk_wal_fsync_duration_seconds histogram", async () => {
+    const walFigures = async () => {
+      const text = await httpGet(node.clientPort, "/metrics");
+      const value = (series: string): number => {
+        const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+        if (line === undefined) throw new Error(`/metrics has no ${series}`);
+        return Number(line.slice(series.length + 1));
+      };
+      const name = "etcd_disk_wal_fsync_duration_seconds";
+      // etcd's buckets: 1 ms, doubling, 14 of them (up to 8.192 s).
+      const bounds = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
+      const buckets = [...bounds.map((b) => value(`${name}_bucket{le="${b}"}`)), value(`${name}_bucket{le="+Inf"}`)];
+      return {
+        text,
+        buckets,
+        count: value(`${name}_count`),
+        sum: value(`${name}_sum`),
+        bytes: value("etcd_disk_wal_write_bytes_total"),
+      };
+    };
+    const before = await walFigures();
+    expect(before.text).toContain("# TYPE etcd_disk_wal_fsync_duration_seconds histogram");
+    for (let i = 0; i < 5; i++) await etcdctl(node.endpoint, ["put", `fsync-${i}`, "x".repeat(100)]);
+    const after = await walFigures();
+    // Each acknowledged put was fsynced first (one member: one fsync per put at least).
+    expect(after.count - before.count).toBeGreaterThanOrEqual(5);
+    expect(after.sum).toBeGreaterThan(before.sum);
+    expect(after.bytes - before.bytes).toBeGreaterThan(5 * 100);
+    for (let i = 1; i < after.buckets.length; i++) {
+      expect(after.buckets[i]).toBeGreaterThanOrEqual(after.buckets[i - 1] as number);
+    }
+    expect(after.buckets.at(-1)).toBe(after.count);
+  });
+
   it("answers the gRPC health service and refuses Auth with a clear Unimplemented", async () => {
     const Health = serviceOf("grpc.health.v1.Health");
     const health = new Health(node.endpoint, grpc.credentials.createInsecure());

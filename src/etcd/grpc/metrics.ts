@@ -84,6 +84,18 @@ export class Metrics {
       "Total number of unsynced slow watchers.",
       server.watchHub.unsyncedCount,
     );
+    out.push(
+      ...server.walStats.fsyncSeconds.render(
+        "etcd_disk_wal_fsync_duration_seconds",
+        "The latency distributions of fsync called by the write-ahead log.",
+      ),
+    );
+    gauge(
+      "etcd_disk_wal_write_bytes_total",
+      "Total number of bytes written to the write-ahead log.",
+      server.walStats.writtenBytes,
+      "counter",
+    );
     gauge("etcd_debugging_lease_total", "The number of current leases.", server.lessor.size);
     gauge("etcd_mvcc_put_total", "Total number of puts seen by this member.", this.putTotal, "counter");
     gauge("etcd_mvcc_delete_total", "Total number of deletes seen by this member.", this.deleteTotal, "counter");
