@@ -70,12 +70,12 @@ const MAX_PROPOSAL_BATCH_BYTES = 1024 * 1024;
  */
 const MAX_PROPOSALS_PER_PASS = 64;
 
-/** Messages a follower passes on to the leader for someone else (no promise about its own log). */
 /** An append that carries no entries: a leader telling a follower its new commit index. */
 function isCommitNotice(m: Message): boolean {
   return m.type === MessageType.MsgApp && m.entries.length === 0;
 }
 
+/** Messages a follower passes on to the leader for someone else (no promise about its own log). */
 const FORWARDED: ReadonlySet<MessageType> = new Set([MessageType.MsgProp, MessageType.MsgReadIndex]);
 
 /** etcd 3.4's API level, which clients (etcdctl, client libraries) check. */
