@@ -1,7 +1,7 @@
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ClusterMember, parseJsonBig, setFaults, TestCluster } from "./helpers/cluster.js";
-import { etcdctl, sleep } from "./helpers/nodes.js";
+import { etcdctl, httpGet, sleep } from "./helpers/nodes.js";
 
 /**
  * A three-member cluster of real `lab etcd` processes on loopback, driven by the real etcdctl 3.4
@@ -100,6 +100,39 @@ describe("a three-member cluster", () => {
     const get = await etcdctl(f.endpoint, ["get", "fresh", "--print-value-only"]);
     expect(get.stdout.trim()).toBe("1");
     await cluster.waitConverged();
+  });
+
+  it("reports the bytes sent to and received from each peer, labelled as etcd labels them", async () => {
+    const leader = await cluster.waitLeader();
+    const ids = new Map<string, string>(); // name -> member ID in hex, as etcdctl prints it
+    const list = await etcdctl(leader.endpoint, ["member", "list"]);
+    for (const line of list.stdout.trim().split("\n")) {
+      const [id, , name] = line.split(", ");
+      if (id && name) ids.set(name, id);
+    }
+    await etcdctl(leader.endpoint, ["put", "traffic", "x".repeat(1000)]);
+    const leaderId = ids.get(leader.name) ?? "?";
+    for (const m of cluster.members) {
+      const metrics = await httpGet(m.clientPort, "/metrics");
+      const bytes = (series: string, label: string): Map<string, number> => {
+        const out = new Map<string, number>();
+        const pattern = new RegExp(`^${series}\\{${label}="([0-9a-f]+)"\\} (\\d+)$`);
+        for (const line of metrics.split("\n")) {
+          const match = pattern.exec(line);
+          if (match?.[1] !== undefined) out.set(match[1], Number(match[2]));
+        }
+        return out;
+      };
+      const sent = bytes("etcd_network_peer_sent_bytes_total", "To");
+      const received = bytes("etcd_network_peer_received_bytes_total", "From");
+      const others = cluster.members.filter((o) => o !== m).map((o) => ids.get(o.name) ?? "?");
+      expect([...sent.keys()].sort(), m.name).toEqual([...others].sort());
+      expect([...received.keys()].sort(), m.name).toEqual([...others].sort());
+      // The 1,000-byte put went from the leader to each follower.
+      if (m === leader) for (const peer of others) expect(sent.get(peer)).toBeGreaterThan(1000);
+      else expect(received.get(leaderId)).toBeGreaterThan(1000);
+      expect(metrics).toMatch(/^etcd_server_proposals_failed_total \d+$/m);
+    }
   });
 
   it("runs leases on the leader: grant and keep-alive through a follower, expiry deletes the keys", async () => {

@@ -57,6 +57,24 @@ export class Metrics {
       server.raftIndex - server.appliedIndex,
     );
     gauge(
+      "etcd_server_proposals_failed_total",
+      "The total number of failed proposals seen.",
+      server.proposalsFailed,
+      "counter",
+    );
+    // Labelled with the member ID as etcd prints it (hex without leading zeros).
+    const traffic = Object.entries(server.peerTraffic)
+      .map(([peer, t]) => [BigInt(`0x${peer}`).toString(16), t] as const)
+      .sort(([a], [b]) => a.localeCompare(b));
+    out.push(
+      "# HELP etcd_network_peer_sent_bytes_total The total number of bytes sent to peers.",
+      "# TYPE etcd_network_peer_sent_bytes_total counter",
+      ...traffic.map(([peer, t]) => `etcd_network_peer_sent_bytes_total{To="${peer}"} ${t.sentBytes}`),
+      "# HELP etcd_network_peer_received_bytes_total The total number of bytes received from peers.",
+      "# TYPE etcd_network_peer_received_bytes_total counter",
+      ...traffic.map(([peer, t]) => `etcd_network_peer_received_bytes_total{From="${peer}"} ${t.receivedBytes}`),
+    );
+    gauge(
       "etcd_server_quota_backend_bytes",
       "Current backend storage quota size in bytes.",
       server.config.quotaBackendBytes,

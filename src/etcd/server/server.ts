@@ -110,7 +110,8 @@ export interface PeerLink {
   setFaults(peer: bigint | "all", faults: PeerFaultSettings): void;
   clearFaults(): void;
   faults(): unknown;
-  stats(): unknown;
+  /** Per peer (member ID in hex): what was written to it and read from it, in bytes. */
+  stats(): Record<string, { sentBytes: number; receivedBytes: number }>;
   /** Peers with an established connection right now. */
   activePeers(): number;
   /** Whether a message to this peer would be written now (false while its connection is down). */
@@ -254,6 +255,14 @@ export class EtcdServer {
 
   get appliedIndex(): number {
     return this.applied;
+  }
+
+  /** Proposals of this member that failed: refused, timed out, or cut off by a stop or a storage failure. */
+  proposalsFailed = 0;
+
+  /** Bytes sent to and received from each peer (member ID in hex), for /metrics. */
+  get peerTraffic(): Record<string, { sentBytes: number; receivedBytes: number }> {
+    return this.peers?.stats() ?? {};
   }
 
   /** The write-ahead log's fdatasync durations and bytes written, for /metrics. */
@@ -806,7 +815,7 @@ export class EtcdServer {
    */
   propose(body: Omit<InternalRequest, "id">): Promise<ApplyResult> {
     const refused = this.refusal();
-    if (refused) return Promise.reject(refused);
+    if (refused) return this.failProposal(refused);
     const id = this.ids.nextId().toString();
     const encoded = encodeInternal({ ...body, id } as InternalRequest);
     if (encoded.length + ETCD_HEADER_EXTRA_BYTES > this.config.maxRequestBytes) {
@@ -819,10 +828,15 @@ export class EtcdServer {
   /** Proposes a membership change (MemberAdd/Remove/Promote); resolves once it is applied here. */
   proposeConfChange(cc: Omit<ConfChange, "context">, ctx: Omit<MemberChangeContext, "requestId">): Promise<void> {
     const refused = this.refusal();
-    if (refused) return Promise.reject(refused);
+    if (refused) return this.failProposal(refused);
     const requestId = this.ids.nextId().toString();
     const change: ConfChange = { ...cc, context: Membership.encodeContext({ ...ctx, requestId }) };
     return this.track(requestId, { id: requestId, confChange: change }).then(() => undefined);
+  }
+
+  private failProposal(err: Error): Promise<never> {
+    this.proposalsFailed++;
+    return Promise.reject(err);
   }
 
   private refusal(): Error | undefined {
@@ -835,7 +849,10 @@ export class EtcdServer {
   private track(id: string, p: QueuedProposal): Promise<ApplyResult> {
     return new Promise<ApplyResult>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (this.waiters.delete(id)) reject(new EtcdError("Timeout"));
+        if (this.waiters.delete(id)) {
+          this.proposalsFailed++;
+          reject(new EtcdError("Timeout"));
+        }
         this.queued = this.queued.filter((q) => q.id !== id);
       }, this.requestTimeoutMs);
       timer.unref();
@@ -1101,6 +1118,7 @@ export class EtcdServer {
       this.storageError = err instanceof WalFailedError ? err : new WalFailedError(err);
       this.log.error("stopped accepting writes after a storage failure", { error: this.storageError.message });
     }
+    this.proposalsFailed += this.waiters.size;
     for (const w of this.waiters.values()) w.reject(this.storageError);
     this.waiters.clear();
   }
@@ -1108,6 +1126,7 @@ export class EtcdServer {
   private die(err: Error): void {
     if (this.fatal) return;
     this.fatal = err;
+    this.proposalsFailed += this.waiters.size;
     for (const w of this.waiters.values()) w.reject(new EtcdError("Stopped"));
     this.waiters.clear();
     // A moment's grace, so that the answer to the request that removed us still goes out.
@@ -1255,6 +1274,7 @@ export class EtcdServer {
     } catch {
       // Nothing more to save; the log is already as durable as it will be.
     }
+    this.proposalsFailed += this.waiters.size;
     for (const w of this.waiters.values()) w.reject(new EtcdError("Stopped"));
     this.waiters.clear();
     for (const batch of [this.readsPending, ...this.readsInFlight.values()]) {
