@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
+import { decodePutCommand, encodePutCommand } from "./put-codec.js";
 import type { InternalRequest } from "./wire.js";
 
 /**
@@ -100,6 +101,11 @@ function internal(): protobuf.Type {
  * within a few bytes of --max-request-bytes that etcd accepts. Decoding restores the defaults.
  */
 export function encodeInternal(req: InternalRequest): Buffer {
+  return encodePutCommand(req) ?? encodeInternalByReflection(req);
+}
+
+/** encodeInternal through protobufjs' reflection, for every request (put-codec.ts agrees on puts). */
+export function encodeInternalByReflection(req: InternalRequest): Buffer {
   const t = internal();
   const bytes = t.encode(t.fromObject(withoutDefaults(t, req as unknown as Record<string, unknown>))).finish();
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -150,6 +156,11 @@ function isDefaultScalar(field: protobuf.Field, v: unknown): boolean {
 }
 
 export function decodeInternal(data: Buffer): InternalRequest {
+  return decodePutCommand(data) ?? decodeInternalByReflection(data);
+}
+
+/** decodeInternal through protobufjs' reflection, for every command (put-codec.ts agrees on puts). */
+export function decodeInternalByReflection(data: Buffer): InternalRequest {
   const t = internal();
   return t.toObject(t.decode(data), { ...CONVERSION }) as unknown as InternalRequest;
 }
