@@ -179,7 +179,8 @@ class CanonicalReader {
         lo |= bits << 28;
         hi = bits >>> 4;
       } else if (i < 9) hi |= bits << (7 * i - 32);
-      else if (bits > 1) return undefined; // beyond 64 bits
+      else if (bits > 1)
+        return undefined; // beyond 64 bits
       else hi |= bits << 31;
       if (b < 0x80) return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
     }
