@@ -1,21 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EtcdServer } from "../src/etcd/server/server.js";
 import { type Message, MessageType } from "../src/raft/index.js";
-import { InMemoryCluster, type JournalEntry } from "./helpers/in-memory-cluster.js";
+import { InMemoryCluster, type JournalEntry, putCommand } from "./helpers/in-memory-cluster.js";
 
 // What a leader sends when, relative to the answers it gives, observed on three members whose peer
 // messages pass through memory (test/helpers/in-memory-cluster.ts).
-
-const put = (key: string) => ({
-  put: {
-    key: Buffer.from(key),
-    value: Buffer.from("v"),
-    lease: "0",
-    prev_kv: false,
-    ignore_value: false,
-    ignore_lease: false,
-  },
-});
 
 async function until(done: () => boolean): Promise<void> {
   while (!done()) await new Promise((r) => setTimeout(r, 5));
@@ -31,7 +20,7 @@ describe("a leader's sends around a one-client put", () => {
     cluster = await InMemoryCluster.start(3, ["--heartbeat-interval=300", "--election-timeout=3000"]);
     leader = await cluster.leader();
     followers = cluster.servers.filter((s) => s !== leader);
-    await leader.propose(put("warm-up"));
+    await leader.propose(putCommand("warm-up"));
   }, 60_000);
 
   afterAll(async () => {
@@ -41,7 +30,7 @@ describe("a leader's sends around a one-client put", () => {
   it("sends the entry at once, and the commit notices only after the put is answered", async () => {
     await until(() => followers.every((f) => f.appliedIndex === leader.appliedIndex));
     cluster.journal.length = 0;
-    await leader.propose(put("k")).then(() => cluster.note("answered"));
+    await leader.propose(putCommand("k")).then(() => cluster.note("answered"));
     const index = leader.appliedIndex;
     await until(() => followers.every((f) => f.appliedIndex >= index));
 

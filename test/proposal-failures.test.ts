@@ -1,21 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { EtcdError } from "../src/etcd/errors.js";
 import { Metrics } from "../src/etcd/grpc/metrics.js";
-import { InMemoryCluster } from "./helpers/in-memory-cluster.js";
+import { InMemoryCluster, putCommand } from "./helpers/in-memory-cluster.js";
 
 // etcd_server_proposals_failed_total counts proposals that could not be committed: refused by a
 // stopped member, or cut off while they waited (here: for a quorum that was gone).
-
-const put = (key: string) => ({
-  put: {
-    key: Buffer.from(key),
-    value: Buffer.from("v"),
-    lease: "0",
-    prev_kv: false,
-    ignore_value: false,
-    ignore_lease: false,
-  },
-});
 
 const failedLine = (text: string): string | undefined =>
   text.split("\n").find((l) => l.startsWith("etcd_server_proposals_failed_total "));
@@ -25,18 +14,18 @@ describe("failed proposals", () => {
     const cluster = await InMemoryCluster.start(3);
     try {
       const leader = await cluster.leader();
-      await leader.propose(put("ok"));
+      await leader.propose(putCommand("ok"));
       expect(leader.proposalsFailed).toBe(0);
       expect(failedLine(new Metrics().render(leader))).toBe("etcd_server_proposals_failed_total 0");
 
       // Without its followers the leader cannot commit: the proposal waits until the leader stops.
       for (const s of cluster.servers) if (s !== leader) await s.stop();
-      const waiting = leader.propose(put("no-quorum"));
+      const waiting = leader.propose(putCommand("no-quorum"));
       await leader.stop();
       await expect(waiting).rejects.toThrow(EtcdError);
       expect(leader.proposalsFailed).toBe(1);
 
-      await expect(leader.propose(put("after-stop"))).rejects.toThrow(EtcdError);
+      await expect(leader.propose(putCommand("after-stop"))).rejects.toThrow(EtcdError);
       expect(leader.proposalsFailed).toBe(2);
       expect(failedLine(new Metrics().render(leader))).toBe("etcd_server_proposals_failed_total 2");
     } finally {

@@ -1,3 +1,4 @@
+import { halves, varint32Size, varint64Size, writeVarint32, writeVarint64 } from "../util/varint.js";
 import type { InternalRequest, PutRequest } from "./wire.js";
 
 /**
@@ -31,54 +32,6 @@ const OTHER_FIELDS = [
   "member_attributes",
   "member_peer_urls",
 ] as const;
-
-/** A 64-bit value as two 32-bit halves, for varints without BigInt arithmetic per byte. */
-interface U64 {
-  readonly lo: number;
-  readonly hi: number;
-}
-
-function halves(v: bigint): U64 {
-  return { lo: Number(v & 0xffffffffn), hi: Number(v >> 32n) };
-}
-
-function varint64Size({ lo, hi }: U64): number {
-  let n = 1;
-  while (hi !== 0 || lo > 0x7f) {
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
-    n++;
-  }
-  return n;
-}
-
-function writeVarint64(out: Buffer, at: number, { lo, hi }: U64): number {
-  while (hi !== 0 || lo > 0x7f) {
-    out[at++] = (lo & 0x7f) | 0x80;
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
-  }
-  out[at++] = lo;
-  return at;
-}
-
-function varint32Size(v: number): number {
-  let n = 1;
-  while (v > 0x7f) {
-    v >>>= 7;
-    n++;
-  }
-  return n;
-}
-
-function writeVarint32(out: Buffer, at: number, v: number): number {
-  while (v > 0x7f) {
-    out[at++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  out[at++] = v;
-  return at;
-}
 
 /** A 64-bit field given as a decimal string, number or bigint; undefined if it is none of those. */
 function toBigInt(v: unknown): bigint | undefined {

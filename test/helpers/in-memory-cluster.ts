@@ -12,6 +12,20 @@ import { createLogger } from "../../src/util/logger.js";
  * and real processes are covered elsewhere). Each message is handed over on a later turn of the
  * event loop, as a socket would, and every send and delivery is written to `journal` in order.
  */
+/** The body of a plain put, as `EtcdServer.propose` takes it (every field as the gRPC layer gives it). */
+export function putCommand(key: string) {
+  return {
+    put: {
+      key: Buffer.from(key),
+      value: Buffer.from("v"),
+      lease: "0",
+      prev_kv: false,
+      ignore_value: false,
+      ignore_lease: false,
+    },
+  };
+}
+
 export type JournalEntry =
   | { readonly kind: "sent"; readonly from: bigint; readonly message: Message }
   | { readonly kind: "note"; readonly text: string };

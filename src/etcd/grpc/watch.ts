@@ -1,4 +1,5 @@
 import type * as grpc from "@grpc/grpc-js";
+import { varintSize } from "../../util/varint.js";
 import { EtcdError } from "../errors.js";
 import type { KeyValue, MvccEvent } from "../mvcc/store.js";
 import { keySpan } from "../mvcc/store.js";
@@ -255,17 +256,6 @@ class WatchStream implements WatchSink {
 }
 
 // ---- exact protobuf sizes, for fragmenting as etcd does ----
-
-function varintSize(v: number | bigint): number {
-  if (v < 0) return 10; // a negative int64 is sign-extended to 64 bits
-  let n = 1;
-  let x = BigInt(v);
-  while (x >= 128n) {
-    x >>= 7n;
-    n++;
-  }
-  return n;
-}
 
 /** A varint field (tag + value); absent when zero, as proto3 encodes it. */
 function int64FieldSize(v: number | bigint): number {

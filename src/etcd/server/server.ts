@@ -1118,17 +1118,20 @@ export class EtcdServer {
       this.storageError = err instanceof WalFailedError ? err : new WalFailedError(err);
       this.log.error("stopped accepting writes after a storage failure", { error: this.storageError.message });
     }
+    this.failWaitingProposals(this.storageError);
+  }
+
+  /** Every proposal still waiting for its result fails with `err` (and counts as failed). */
+  private failWaitingProposals(err: Error): void {
     this.proposalsFailed += this.waiters.size;
-    for (const w of this.waiters.values()) w.reject(this.storageError);
+    for (const w of this.waiters.values()) w.reject(err);
     this.waiters.clear();
   }
 
   private die(err: Error): void {
     if (this.fatal) return;
     this.fatal = err;
-    this.proposalsFailed += this.waiters.size;
-    for (const w of this.waiters.values()) w.reject(new EtcdError("Stopped"));
-    this.waiters.clear();
+    this.failWaitingProposals(new EtcdError("Stopped"));
     // A moment's grace, so that the answer to the request that removed us still goes out.
     setTimeout(() => this.onFatal(err), 500).unref();
   }
@@ -1274,9 +1277,7 @@ export class EtcdServer {
     } catch {
       // Nothing more to save; the log is already as durable as it will be.
     }
-    this.proposalsFailed += this.waiters.size;
-    for (const w of this.waiters.values()) w.reject(new EtcdError("Stopped"));
-    this.waiters.clear();
+    this.failWaitingProposals(new EtcdError("Stopped"));
     for (const batch of [this.readsPending, ...this.readsInFlight.values()]) {
       for (const r of batch) r.reject(new EtcdError("Stopped"));
     }
