@@ -60,4 +60,61 @@ describe("a leader's sends around a one-client put", () => {
     expect([...noticeTargets].sort()).toEqual(followers.map((f) => f.memberId).sort());
     for (const i of notices) expect(i).toBeGreaterThan(answeredAt);
   });
+
+  it("sends the commit notice of a forwarded put to the follower that forwarded it at once", async () => {
+    await until(() => followers.every((f) => f.appliedIndex === leader.appliedIndex));
+    // The follower the leader addresses last: deferred together, its notice would be sent last.
+    cluster.journal.length = 0;
+    await leader.propose(putCommand("order"));
+    const appendOrder = sentByLeader((m) => m.type === MessageType.MsgApp && m.entries.length > 0).map(
+      (e) => e.message.to,
+    );
+    const via = followers.find((f) => f.memberId === appendOrder[appendOrder.length - 1]) as EtcdServer;
+    await until(() => followers.every((f) => f.appliedIndex === leader.appliedIndex));
+
+    cluster.journal.length = 0;
+    await via.propose(putCommand("forwarded"));
+    const index = via.appliedIndex;
+    await until(() => followers.every((f) => f.appliedIndex >= index));
+    const notices = sentByLeader((m) => m.type === MessageType.MsgApp && m.entries.length === 0 && m.commit >= index);
+    expect(notices.map((e) => e.message.to)).toEqual(expect.arrayContaining(followers.map((f) => f.memberId)));
+    expect(notices[0]?.message.to).toBe(via.memberId);
+  });
+
+  it("lets a follower's answer out before it records the commit and acks the notice", async () => {
+    await until(() => followers.every((f) => f.appliedIndex === leader.appliedIndex));
+    const via = followers[0] as EtcdServer;
+    cluster.journal.length = 0;
+    // The gRPC edge writes an answer on a later tick than the one the put resolves in, as here.
+    await via
+      .propose(putCommand("answered-first"))
+      .then(() => new Promise<void>((r) => process.nextTick(() => r(cluster.note("answered")))));
+    const index = via.appliedIndex;
+    await until(() => cluster.journal.some((e) => isAckOfCommit(e, via.memberId, index)));
+    const answeredAt = cluster.journal.findIndex((e) => e.kind === "note" && e.text === "answered");
+    const ackedAt = cluster.journal.findIndex((e) => isAckOfCommit(e, via.memberId, index));
+    expect(answeredAt).toBeGreaterThanOrEqual(0);
+    expect(answeredAt).toBeLessThan(ackedAt);
+  });
+
+  /** What the leader sent since the journal was last cleared, in order. */
+  function sentByLeader(test: (m: Message) => boolean): { message: Message }[] {
+    return cluster.journal.flatMap((e) =>
+      e.kind === "sent" && e.from === leader.memberId && test(e.message) ? [e] : [],
+    );
+  }
+
+  /** A follower's ack of a commit notice: it follows the notice, which is sent after the commit. */
+  function isAckOfCommit(e: JournalEntry, from: bigint, index: number): boolean {
+    if (e.kind !== "sent" || e.from !== from || e.message.type !== MessageType.MsgAppResp) return false;
+    const noticeAt = cluster.journal.findIndex(
+      (n) =>
+        n.kind === "sent" &&
+        n.message.to === from &&
+        n.message.type === MessageType.MsgApp &&
+        n.message.entries.length === 0 &&
+        n.message.commit >= index,
+    );
+    return noticeAt >= 0 && cluster.journal.indexOf(e) > noticeAt;
+  }
 });

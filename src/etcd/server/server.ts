@@ -182,6 +182,12 @@ export class EtcdServer {
   private readsPending: ReadWaiter[] = [];
   /** ReadIndex rounds in flight, by request context. */
   private readonly readsInFlight = new Map<string, ReadWaiter[]>();
+  /**
+   * A leader's followers whose forwarded proposals are in its log but not yet known to them as
+   * committed: follower → the last log index those proposals took. Their clients wait for the
+   * commit notice, so it leaves at once instead of after this member's own answers.
+   */
+  private readonly forwardedUncommitted = new Map<bigint, number>();
   private readCounter = 0;
   /** Waiters for "applied reached index N" (reads after ReadIndex; conf changes). */
   private appliedWaiters: Array<{ index: number; resolve: () => void }> = [];
@@ -543,9 +549,15 @@ export class EtcdServer {
 
   private stepPeer(m: Message): void {
     if (this.stopped) return;
+    const forwarded = m.type === MessageType.MsgProp && this.role === StateType.Leader;
+    const lastBefore = forwarded ? this.raw.raft.raftLog.lastIndex() : 0;
     const err = this.raw.step(m);
     if (err !== undefined && err !== ErrProposalDropped)
       this.log.debug("raft refused a message", { error: err.message });
+    if (forwarded) {
+      const last = this.raw.raft.raftLog.lastIndex();
+      if (last > lastBefore) this.forwardedUncommitted.set(m.from, last);
+    }
     this.scheduleReady();
   }
 
@@ -608,11 +620,16 @@ export class EtcdServer {
     // A leader's commit notices (appends without entries that only raise the followers' commit
     // index) leave on the next turn of the event loop: the answers this Ready releases go out
     // first. Each notice costs a socket write per follower (and wakes it); sent first, they stood
-    // between a one-client put and its answer. Raft tolerates any delay of a message.
+    // between a one-client put and its answer. Raft tolerates any delay of a message. A notice
+    // that commits what a follower forwarded is that follower's clients' answer: it goes at once.
     const commitNotices: Message[] = [];
     if (sendFirst && rd.messages.length > 0) {
       const urgent: Message[] = [];
-      for (const m of rd.messages) (isCommitNotice(m) ? commitNotices : urgent).push(m);
+      for (const m of rd.messages) {
+        if (!isCommitNotice(m)) urgent.push(m);
+        else if (this.answersForwarded(m)) urgent.push(m);
+        else commitNotices.push(m);
+      }
       if (urgent.length > 0) this.peers?.send(urgent);
     }
     // 0. Entries that are committed and already in our log on disk (an earlier Ready wrote them)
@@ -636,6 +653,14 @@ export class EtcdServer {
         if (!this.stopped) this.peers?.send(commitNotices);
       });
     }
+    // The answers just released are promise chains, and the socket write of each is queued behind
+    // them: run on, this Ready's own write and acks would go first. When the Ready brings no new
+    // entries (it only records a commit index and acks a commit notice, which nobody waits for),
+    // the answers leave first, on this turn of the event loop; the rest follows on the next.
+    if (appliedBeforeWrite && rd.entries.length === 0 && !rd.snapshot) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.stopped) return;
+    }
     // 1. Persist (a snapshot from the leader first: it replaces the log and the state).
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     if (rd.entries.length > 0 || rd.hardState) {
@@ -657,8 +682,17 @@ export class EtcdServer {
     }
   }
 
+  /** Whether a commit notice commits proposals its follower forwarded (and forgets them if so). */
+  private answersForwarded(notice: Message): boolean {
+    const last = this.forwardedUncommitted.get(notice.to);
+    if (last === undefined || notice.commit < last) return false;
+    this.forwardedUncommitted.delete(notice.to);
+    return true;
+  }
+
   private onSoftState(lead: bigint, role: StateType): void {
     const wasLeader = this.role === StateType.Leader;
+    if (role !== StateType.Leader) this.forwardedUncommitted.clear();
     const leaderChanged = lead !== this.lead;
     this.lead = lead;
     this.role = role;
