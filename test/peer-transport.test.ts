@@ -70,6 +70,7 @@ function randomMessage(rand: () => number): Message {
     rejectHint: num(),
     context: randomBytes(rand, int(3) === 0 ? int(40) : 0),
   };
+  if (int(4) === 0) m.commitOnly = true;
   if (int(3) === 0) {
     const ids = (): bigint[] => Array.from({ length: int(6) }, big);
     m.snapshot = {
@@ -301,6 +302,20 @@ describe("message codec", () => {
     expect(d.term).toBe(0);
   });
 
+  test("a commit-only notice is version 2; every other message stays version 1, as older builds wrote it", () => {
+    const notice = message({ type: MessageType.MsgApp, from: 1n, to: 2n, term: 3, index: 9, logTerm: 3, commit: 9 });
+    const unflagged = encodeMessage(notice);
+    expect(unflagged[0]).toBe(1);
+    expect(decodeMessage(unflagged).commitOnly).toBeUndefined();
+    const flagged = encodeMessage({ ...notice, commitOnly: true });
+    expect(flagged[0]).toBe(2);
+    // The same bytes otherwise, but for the version and the flag.
+    expect(flagged.subarray(1, 50)).toEqual(unflagged.subarray(1, 50));
+    expect(flagged[50]).toBe(2);
+    expect(flagged.subarray(51)).toEqual(unflagged.subarray(51));
+    expect(plain(decodeMessage(flagged))).toEqual(plain({ ...notice, commitOnly: true }));
+  });
+
   test("every truncation, trailing bytes, bad flags and versions throw a PeerCodecError", () => {
     const rand = prng(7);
     for (let i = 0; i < 20; i++) {
@@ -311,15 +326,20 @@ describe("message codec", () => {
       expect(() => decodeMessage(Buffer.concat([enc, Buffer.from([0])]))).toThrow(/unexpected bytes after/);
     }
     const base = encodeMessage(message({ type: MessageType.MsgApp, from: 1n, to: 2n }));
-    const v2 = Buffer.from(base);
-    v2[0] = 2;
-    expect(() => decodeMessage(v2)).toThrow(/unsupported message encoding version 2/);
+    const v3 = Buffer.from(base);
+    v3[0] = 3;
+    expect(() => decodeMessage(v3)).toThrow(/unsupported message encoding version 3/);
     const badType = Buffer.from(base);
     badType[1] = 200;
     expect(() => decodeMessage(badType)).toThrow(/unknown message type code 200/);
+    // Version 1's flags byte is reject (0|1); version 2 adds commitOnly (2) and nothing else.
     const badReject = Buffer.from(base);
     badReject[1 + 1 + 48] = 2;
-    expect(() => decodeMessage(badReject)).toThrow(/reject is 2/);
+    expect(() => decodeMessage(badReject)).toThrow(/flags are 2/);
+    const badFlags = Buffer.from(base);
+    badFlags[0] = 2;
+    badFlags[1 + 1 + 48] = 4;
+    expect(() => decodeMessage(badFlags)).toThrow(/flags are 4/);
     const hugeTerm = Buffer.from(base);
     hugeTerm.writeBigUInt64LE(1n << 60n, 2 + 16);
     expect(() => decodeMessage(hugeTerm)).toThrow(/term .* above 2\^53-1/);

@@ -22,6 +22,7 @@ export function describeMessage(m: Message): string {
   if (m.logTerm !== 0 || m.index !== 0) s += ` Log:${m.logTerm}/${m.index}`;
   if (m.reject) s += ` Rejected (Hint: ${m.rejectHint})`;
   if (m.commit !== 0) s += ` Commit:${m.commit}`;
+  if (m.commitOnly) s += " CommitOnly";
   if (m.entries.length > 0) s += ` Entries:[${m.entries.map(describeEntry).join(", ")}]`;
   if (m.context.length > 0) s += ` Ctx:${text(m.context)}`;
   if (m.snapshot !== undefined) s += ` Snapshot: ${describeSnapshot(m.snapshot)}`;

@@ -205,16 +205,19 @@ export class Raft {
       return this.maybeSendSnapshot(to);
     }
     if (ents.length === 0 && !sendIfEmpty) return false;
-    this.send(
-      message({
-        type: MessageType.MsgApp,
-        to,
-        index: pr.next - 1,
-        logTerm: prevTerm,
-        entries: ents,
-        commit: this.raftLog.committed,
-      }),
-    );
+    const m = message({
+      type: MessageType.MsgApp,
+      to,
+      index: pr.next - 1,
+      logTerm: prevTerm,
+      entries: ents,
+      commit: this.raftLog.committed,
+    });
+    // Nothing to append and nothing in flight: the follower acknowledged everything this names,
+    // so its answer would repeat that (a commit notice after each commit would cost it a send and
+    // the leader a message to handle, for every write).
+    if (ents.length === 0 && pr.state === "replicate" && pr.match === pr.next - 1) m.commitOnly = true;
+    this.send(m);
     if (pr.state === "replicate" && ents.length > 0) {
       const last = ents[ents.length - 1]!.index;
       pr.optimisticUpdate(last);
@@ -858,6 +861,8 @@ export class Raft {
     }
     const lastNew = this.raftLog.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
     if (lastNew !== undefined) {
+      // A commit-only append names what the leader knows we hold: answering would repeat it.
+      if (m.commitOnly && m.entries.length === 0 && lastNew === m.index) return;
       this.send(message({ type: MessageType.MsgAppResp, to: m.from, index: lastNew }));
       return;
     }

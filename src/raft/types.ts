@@ -144,6 +144,12 @@ export interface Message {
   rejectHint: number;
   /** ReadIndex request context, or CAMPAIGN_TRANSFER on a vote forced by leader transfer. */
   context: Uint8Array;
+  /**
+   * On a MsgApp without entries: the follower is known to hold everything up to `index` (its
+   * last acknowledgement said so), so the message only carries the commit index, and a follower
+   * that accepts it does not answer: the answer could tell the leader nothing it does not know.
+   */
+  commitOnly?: boolean;
 }
 
 export const EMPTY_BYTES: Uint8Array = new Uint8Array(0);

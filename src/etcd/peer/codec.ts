@@ -8,19 +8,27 @@ const entryCopier = new SlabCopier();
 /**
  * Binary encoding of a Raft `Message` for the peer transport.
  *
- * Layout (version 1, all integers little-endian; `bytes` is a u32 length then the bytes):
+ * Layout (all integers little-endian; `bytes` is a u32 length then the bytes):
  *
- *   u8 version (1) | u8 type (raftpb's MessageType number)
+ *   u8 version (1 or 2) | u8 type (raftpb's MessageType number)
  *   u64 from | u64 to | u64 term | u64 logTerm | u64 index | u64 commit
- *   u8 reject (0|1) | u64 rejectHint | bytes context
+ *   u8 flags | u64 rejectHint | bytes context
  *   u32 entry count, then per entry: u64 term | u64 index | u8 type (0 normal, 1 confChange) | bytes data
  *   u8 has snapshot (0|1), then if 1: u64 index | u64 term | u32 n + n×u64 voters | u32 n + n×u64 learners | bytes data
+ *
+ * Flags: in version 1 the byte is `reject` (0|1); version 2 adds bit 1, `commitOnly`. A message
+ * without commitOnly is written as version 1, byte for byte as before, so a member of an older
+ * build reads it; one of those refuses a commit-only notice (a version it does not know) and
+ * learns the commit index from the leader's next heartbeat instead.
  *
  * Nothing may follow. Decoding checks every length against what is left, every flag and enum
  * against its range, and every term/index against 2^53, and throws a `PeerCodecError` saying what
  * was wrong; it never returns a partly decoded message.
  */
-export const MESSAGE_CODEC_VERSION = 1;
+export const MESSAGE_CODEC_VERSION = 2;
+
+const FLAG_REJECT = 1;
+const FLAG_COMMIT_ONLY = 2;
 
 export class PeerCodecError extends Error {
   override name = "PeerCodecError";
@@ -173,7 +181,7 @@ function encodedSize(m: Message): number {
  */
 export function encodeMessage(m: Message): Buffer {
   const w = new ExactWriter(encodedSize(m));
-  w.u8(MESSAGE_CODEC_VERSION);
+  w.u8(m.commitOnly ? 2 : 1);
   w.u8(TYPE_CODES[m.type]);
   w.u64n(m.from);
   w.u64n(m.to);
@@ -181,7 +189,7 @@ export function encodeMessage(m: Message): Buffer {
   w.u64(m.logTerm);
   w.u64(m.index);
   w.u64(m.commit);
-  w.u8(m.reject ? 1 : 0);
+  w.u8((m.reject ? FLAG_REJECT : 0) | (m.commitOnly ? FLAG_COMMIT_ONLY : 0));
   w.u64(m.rejectHint);
   w.bytes(m.context);
   w.u32(m.entries.length);
@@ -271,9 +279,9 @@ export function decodeMessage(data: Uint8Array): Message {
 
 function decodeUnchecked(r: MessageReader): Message {
   const version = r.u8();
-  if (version !== MESSAGE_CODEC_VERSION) {
+  if (version !== 1 && version !== 2) {
     throw new PeerCodecError(
-      `peer codec: unsupported message encoding version ${version} (this build reads ${MESSAGE_CODEC_VERSION})`,
+      `peer codec: unsupported message encoding version ${version} (this build reads 1 to ${MESSAGE_CODEC_VERSION})`,
     );
   }
   const code = r.u8();
@@ -285,7 +293,11 @@ function decodeUnchecked(r: MessageReader): Message {
   const logTerm = r.num("logTerm");
   const index = r.num("index");
   const commit = r.num("commit");
-  const reject = r.flag("reject");
+  const flags = r.u8();
+  if (flags > (version === 1 ? FLAG_REJECT : FLAG_REJECT | FLAG_COMMIT_ONLY)) {
+    throw new PeerCodecError(`peer codec: flags are ${flags}, not a combination this version defines`);
+  }
+  const reject = (flags & FLAG_REJECT) !== 0;
   const rejectHint = r.num("rejectHint");
   const context = r.bytes();
   const n = r.count("entry", MIN_ENTRY_BYTES);
@@ -303,6 +315,7 @@ function decodeUnchecked(r: MessageReader): Message {
     });
   }
   const m: Message = { type, from, to, term, logTerm, index, entries, commit, reject, rejectHint, context };
+  if ((flags & FLAG_COMMIT_ONLY) !== 0) m.commitOnly = true;
   if (r.flag("snapshot flag")) m.snapshot = decodeSnapshot(r);
   if (r.remaining !== 0) throw new PeerCodecError(`peer codec: ${r.remaining} unexpected bytes after the message`);
   return m;
