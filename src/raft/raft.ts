@@ -862,7 +862,7 @@ export class Raft {
     const lastNew = this.raftLog.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
     if (lastNew !== undefined) {
       // A commit-only append names what the leader knows we hold: answering would repeat it.
-      if (m.commitOnly && m.entries.length === 0 && lastNew === m.index) return;
+      if (m.commitOnly && lastNew === m.index) return;
       this.send(message({ type: MessageType.MsgAppResp, to: m.from, index: lastNew }));
       return;
     }

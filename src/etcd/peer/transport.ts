@@ -629,7 +629,7 @@ export class PeerTransport {
     if (!flushGathered()) stall();
   }
 
-  /** A frame written by reference (a snapshot's answers when it has been handed to the socket). */
+  /** One frame written by reference; a snapshot's status is reported once the socket took it. */
   private writeItem(p: Peer, socket: net.Socket, item: OutItem): boolean {
     if (item.msgType !== MessageType.MsgSnap) return this.writeFrame(socket, item.type, item.payload);
     const snap = { done: false };

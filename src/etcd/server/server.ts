@@ -654,9 +654,9 @@ export class EtcdServer {
       });
     }
     // The answers just released are promise chains, and the socket write of each is queued behind
-    // them: run on, this Ready's own write and acks would go first. When the Ready brings no new
-    // entries (it only records a commit index and acks a commit notice, which nobody waits for),
-    // the answers leave first, on this turn of the event loop; the rest follows on the next.
+    // them: run on, this Ready's own write and messages would go first. When the Ready brings no
+    // new entries (it only records a commit index, perhaps acking a notice: nobody waits for
+    // either), the answers leave first, on this turn of the event loop; the rest follows on the next.
     if (appliedBeforeWrite && rd.entries.length === 0 && !rd.snapshot) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.stopped) return;
