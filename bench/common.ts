@@ -27,15 +27,25 @@ export const REAL_ETCD = "/usr/bin/etcd";
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Ports this process handed out: the kernel may offer a released port again at once. */
+const handedOutPorts = new Set<number>();
+
+/** A loopback port nothing listens on now, and not one this process handed out before. */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer();
+      srv.on("error", reject);
+      srv.listen({ host: "127.0.0.1", port: 0 }, () => {
+        const { port } = srv.address() as net.AddressInfo;
+        srv.close(() => resolve(port));
+      });
     });
-  });
+    if (!handedOutPorts.has(port)) {
+      handedOutPorts.add(port);
+      return port;
+    }
+  }
 }
 
 // ---- cleanup: every child process and temporary directory this run created ----
