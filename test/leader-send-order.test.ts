@@ -10,14 +10,16 @@ async function until(done: () => boolean): Promise<void> {
   while (!done()) await new Promise((r) => setTimeout(r, 5));
 }
 
-describe("a leader's sends around a one-client put", () => {
+// Five members: the leader and one follower are not a quorum, so followers learn of commits from
+// the leader's commit notices (with three, see the next describe, they commit on their own).
+describe("a leader's sends around a one-client put, five members", () => {
   let cluster: InMemoryCluster;
   let leader: EtcdServer;
   let followers: EtcdServer[];
 
   beforeAll(async () => {
     // Long heartbeats: followers learn the new commit index from the notices, not a heartbeat.
-    cluster = await InMemoryCluster.start(3, ["--heartbeat-interval=300", "--election-timeout=3000"]);
+    cluster = await InMemoryCluster.start(5, ["--heartbeat-interval=300", "--election-timeout=3000"]);
     leader = await cluster.leader();
     followers = cluster.servers.filter((s) => s !== leader);
     await leader.propose(putCommand("warm-up"));
@@ -47,10 +49,10 @@ describe("a leader's sends around a one-client put", () => {
     );
     expect(answered).toHaveLength(1);
     const answeredAt = answered[0] as number;
-    // The entry went to both followers before the answer (it could not be committed otherwise)...
-    expect(appends).toHaveLength(2);
+    // The entry went to every follower before the answer (it could not be committed otherwise)...
+    expect(appends).toHaveLength(4);
     for (const i of appends) expect(i).toBeLessThan(answeredAt);
-    // ...and the notices of its commit went to both, after the answer.
+    // ...and the notices of its commit went to all of them, after the answer.
     const noticeTargets = new Set(
       notices.map((i) => {
         const e = cluster.journal[i];
@@ -79,6 +81,8 @@ describe("a leader's sends around a one-client put", () => {
     const notices = sentByLeader((m) => m.type === MessageType.MsgApp && m.entries.length === 0 && m.commit >= index);
     expect(notices.map((e) => e.message.to)).toEqual(expect.arrayContaining(followers.map((f) => f.memberId)));
     expect(notices[0]?.message.to).toBe(via.memberId);
+    // Nobody was told the leader's durable index: no follower could commit with it.
+    expect(sentByLeader((m) => m.durable !== undefined)).toEqual([]);
   });
 
   it("lets a follower's answer out before it writes the new commit index", async () => {
@@ -108,4 +112,78 @@ describe("a leader's sends around a one-client put", () => {
       e.kind === "sent" && e.from === leader.memberId && test(e.message) ? [e] : [],
     );
   }
+});
+
+// Three members: the leader and any one follower are a quorum. The leader tells each follower how
+// far its own log is durable, and a follower commits on its own what it holds of that.
+describe("a leader's sends around a one-client put, three members", () => {
+  let cluster: InMemoryCluster;
+  let leader: EtcdServer;
+  let followers: EtcdServer[];
+
+  beforeAll(async () => {
+    cluster = await InMemoryCluster.start(3, ["--heartbeat-interval=300", "--election-timeout=3000"]);
+    leader = await cluster.leader();
+    followers = cluster.servers.filter((s) => s !== leader);
+    await leader.propose(putCommand("warm-up"));
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  /** The leader's MsgApps since the journal was last cleared, in order. */
+  const appendsFromLeader = (): Message[] =>
+    cluster.journal.flatMap((e) =>
+      e.kind === "sent" && e.from === leader.memberId && e.message.type === MessageType.MsgApp ? [e.message] : [],
+    );
+
+  it("tells both followers its durable index and sends no commit notice", async () => {
+    await until(() => followers.every((f) => f.appliedIndex === leader.appliedIndex));
+    cluster.journal.length = 0;
+    await leader.propose(putCommand("k"));
+    const index = leader.appliedIndex;
+    await until(() => followers.every((f) => f.appliedIndex >= index));
+    const sent = appendsFromLeader();
+    for (const f of followers) {
+      const toIt = sent.filter((m) => m.to === f.memberId);
+      // The entry, then (once the leader's own write was done) a notice saying it is durable...
+      expect(toIt.filter((m) => m.entries.some((e) => e.index === index))).toHaveLength(1);
+      expect(toIt.some((m) => m.entries.length === 0 && (m.durable ?? 0) >= index && m.commitOnly === true)).toBe(true);
+      // ...and never the commit index itself: the follower committed the entry on its own.
+      expect(toIt.filter((m) => m.commit >= index)).toEqual([]);
+    }
+  });
+
+  it("a follower answers a put it forwarded without waiting for the leader's commit", async () => {
+    await until(() => followers.every((f) => f.appliedIndex === leader.appliedIndex));
+    const via = followers[0] as EtcdServer;
+    cluster.journal.length = 0;
+    await via.propose(putCommand("forwarded"));
+    const index = via.appliedIndex;
+    await until(() => followers.every((f) => f.appliedIndex >= index));
+    expect(appendsFromLeader().filter((m) => m.commit >= index)).toEqual([]);
+  });
+
+  it("a linearizable read on the leader sees a write a follower committed on its own", async () => {
+    await until(() => followers.every((f) => f.appliedIndex === leader.appliedIndex));
+    const via = followers[1] as EtcdServer;
+    // Hold the followers' acknowledgements: the leader cannot commit, but a follower can.
+    cluster.hold((_from, m) => m.type === MessageType.MsgAppResp);
+    const put = via.propose(putCommand("seen-by-read"));
+    await until(() => via.appliedIndex > leader.appliedIndex);
+    const index = via.appliedIndex;
+    await put;
+    expect(leader.appliedIndex).toBeLessThan(index);
+    // The read index covers what followers may have committed; the read waits for the commit.
+    let read = false;
+    const reading = leader.linearizableRead().then(() => {
+      read = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(read).toBe(false);
+    cluster.release();
+    await reading;
+    expect(leader.appliedIndex).toBeGreaterThanOrEqual(index);
+  });
 });

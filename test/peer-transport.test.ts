@@ -70,6 +70,7 @@ function randomMessage(rand: () => number): Message {
     rejectHint: num(),
     context: randomBytes(rand, int(3) === 0 ? int(40) : 0),
   };
+  if (int(4) === 0) m.durable = num();
   if (int(4) === 0) m.commitOnly = true;
   if (int(3) === 0) {
     const ids = (): bigint[] => Array.from({ length: int(6) }, big);
@@ -316,6 +317,24 @@ describe("message codec", () => {
     expect(plain(decodeMessage(flagged))).toEqual(plain({ ...notice, commitOnly: true }));
   });
 
+  test("a message with the leader's durable index is version 3: a u64 after rejectHint, the rest as before", () => {
+    const notice = message({ type: MessageType.MsgApp, from: 1n, to: 2n, term: 3, index: 9, logTerm: 3, commit: 8 });
+    const plainNotice = encodeMessage({ ...notice, commitOnly: true });
+    const withDurable = encodeMessage({ ...notice, commitOnly: true, durable: 9 });
+    expect(withDurable[0]).toBe(3);
+    expect(withDurable.length).toBe(plainNotice.length + 8);
+    const afterHint = 1 + 1 + 48 + 1 + 8;
+    expect(withDurable.subarray(1, afterHint)).toEqual(plainNotice.subarray(1, afterHint));
+    expect(withDurable.readBigUInt64LE(afterHint)).toBe(9n);
+    expect(withDurable.subarray(afterHint + 8)).toEqual(plainNotice.subarray(afterHint));
+    expect(plain(decodeMessage(withDurable))).toEqual(plain({ ...notice, commitOnly: true, durable: 9 }));
+    // A durable index of 0 is still a durable index (the field is present, not defaulted).
+    expect(decodeMessage(encodeMessage({ ...notice, durable: 0 })).durable).toBe(0);
+    // Without the field, version 3's layout reads as short.
+    const cut = Buffer.from(withDurable.subarray(0, withDurable.length - 8));
+    expect(() => decodeMessage(cut)).toThrow(PeerCodecError);
+  });
+
   test("every truncation, trailing bytes, bad flags and versions throw a PeerCodecError", () => {
     const rand = prng(7);
     for (let i = 0; i < 20; i++) {
@@ -326,9 +345,9 @@ describe("message codec", () => {
       expect(() => decodeMessage(Buffer.concat([enc, Buffer.from([0])]))).toThrow(/unexpected bytes after/);
     }
     const base = encodeMessage(message({ type: MessageType.MsgApp, from: 1n, to: 2n }));
-    const v3 = Buffer.from(base);
-    v3[0] = 3;
-    expect(() => decodeMessage(v3)).toThrow(/unsupported message encoding version 3/);
+    const v4 = Buffer.from(base);
+    v4[0] = 4;
+    expect(() => decodeMessage(v4)).toThrow(/unsupported message encoding version 4/);
     const badType = Buffer.from(base);
     badType[1] = 200;
     expect(() => decodeMessage(badType)).toThrow(/unknown message type code 200/);
@@ -758,6 +777,7 @@ describe("peer transport on 127.0.0.1", () => {
     const v9 = encodeHello({ version: 9, clusterId: CLUSTER, from: 12n, to: a.id });
     const refusal = await rawExchange(a.port, [encodeFrame(FrameType.Hello, v9)]);
     expect(refusal.toString("latin1")).toContain("unsupported peer protocol version 9");
+    expect(refusal.toString("latin1")).toContain("must run the same lab build");
 
     const warnings = a.logs.filter((l) => l.level === "warn" && l.msg.startsWith("closing peer connection"));
     expect(warnings.length).toBeGreaterThanOrEqual(6);

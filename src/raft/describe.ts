@@ -23,6 +23,7 @@ export function describeMessage(m: Message): string {
   if (m.reject) s += ` Rejected (Hint: ${m.rejectHint})`;
   if (m.commit !== 0) s += ` Commit:${m.commit}`;
   if (m.commitOnly) s += " CommitOnly";
+  if (m.durable !== undefined) s += ` Durable:${m.durable}`;
   if (m.entries.length > 0) s += ` Entries:[${m.entries.map(describeEntry).join(", ")}]`;
   if (m.context.length > 0) s += ` Ctx:${text(m.context)}`;
   if (m.snapshot !== undefined) s += ` Snapshot: ${describeSnapshot(m.snapshot)}`;

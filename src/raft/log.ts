@@ -218,6 +218,15 @@ export class RaftLog {
     return { index: 0, term: 0 };
   }
 
+  /**
+   * The last index of the log that is known durable: in storage and not shadowed by unstable
+   * entries waiting to replace it. 0 while an unstable snapshot waits to be persisted.
+   */
+  durableLastIndex(): number {
+    if (this.unstable.snapshot !== undefined) return 0;
+    return Math.min(this.storage.lastIndex(), this.unstable.offset - 1);
+  }
+
   unstableEntries(): Entry[] {
     return this.unstable.entries;
   }

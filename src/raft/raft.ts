@@ -40,6 +40,17 @@ export interface RaftConfig {
   preVote?: boolean;
   /** Followers drop proposals instead of forwarding them to the leader. */
   disableProposalForwarding?: boolean;
+  /**
+   * With two or three voters, the leader and any one follower are a quorum. The leader then
+   * tells each follower how far its own log is durable (Message.durable, on its appends, or in a
+   * notice once its write is done), and a follower commits what it holds of that on its own:
+   * a write served by a follower is answered one round trip sooner, without waiting for the
+   * leader to hear the follower's acknowledgement and send back the commit index. The leader
+   * sends no commit notice to a follower that commits on its own, and its read index covers
+   * what any follower may have committed that way. Followers honour Message.durable whatever
+   * this says.
+   */
+  followerCommit?: boolean;
   /** Uniform random number in [0, 1). Injected so that simulations are deterministic. */
   random: () => number;
   /** Receives one line per notable decision (role changes, rejected votes...). */
@@ -101,6 +112,16 @@ export class Raft {
   private readonly readOnly = new ReadOnly();
   /** ReadIndex requests that arrived before this leader committed an entry of its own term. */
   private pendingReadIndexMessages: Message[] = [];
+  /**
+   * Leader only (followerCommit): per follower, the index it commits on its own once it has
+   * accepted what was sent to it, i.e. the lesser of the durable index we told it and the end of
+   * the append that carried it (only indexes of this term count: see commitWithLeader).
+   */
+  private readonly durableTold = new Map<NodeId, number>();
+  /** Leader only: the highest durableTold value this term; a read index must cover it. */
+  private durableToldMax = 0;
+  /** Follower only: our log matches this term's leader's up to here (the end of the last append we accepted from it). */
+  private leaderMatch = 0;
 
   /** Ticks since the last election timeout reset (followers) or check-quorum round (leader). */
   electionElapsed = 0;
@@ -114,6 +135,7 @@ export class Raft {
   readonly checkQuorum: boolean;
   readonly preVote: boolean;
   private readonly disableProposalForwarding: boolean;
+  private readonly followerCommit: boolean;
   private readonly maxMsgSize: number;
   private readonly random: () => number;
   private readonly logger: (line: string) => void;
@@ -129,6 +151,7 @@ export class Raft {
     this.checkQuorum = c.checkQuorum ?? false;
     this.preVote = c.preVote ?? false;
     this.disableProposalForwarding = c.disableProposalForwarding ?? false;
+    this.followerCommit = c.followerCommit ?? false;
     this.maxMsgSize = c.maxSizePerMsg ?? 1024 * 1024;
     this.random = c.random;
     this.logger = c.logger ?? (() => {});
@@ -266,6 +289,102 @@ export class Raft {
     this.forEachPeer((id) => this.sendAppend(id));
   }
 
+  /** After the commit index moved: tell every follower, except those that commit it on their own. */
+  private bcastCommit(): void {
+    const committed = this.raftLog.committed;
+    this.forEachPeer((id) => {
+      const pr = this.tracker.progress.get(id)!;
+      if (pr.state === "replicate" && (this.durableTold.get(id) ?? 0) >= committed) this.maybeSendAppend(id, false);
+      else this.sendAppend(id);
+    });
+  }
+
+  // ---- follower commit (see RaftConfig.followerCommit) ----
+
+  /** Whether {this leader, any one voter} is a quorum now and stays one while the notice travels. */
+  private followerCommitApplies(): boolean {
+    return (
+      this.followerCommit &&
+      this.state === StateType.Leader &&
+      this.tracker.voters.has(this.id) &&
+      this.tracker.voters.size <= 3 &&
+      // A membership change in flight may change the quorum before the follower acts.
+      this.pendingConfIndex <= this.raftLog.applied
+    );
+  }
+
+  /** What follower `id` could commit on its own if told our durable index `durable` now; 0 if nothing new. */
+  private followerCommitReach(id: NodeId, durable: number): number {
+    const pr = this.tracker.progress.get(id);
+    if (pr === undefined || pr.state !== "replicate" || !this.tracker.voters.has(id)) return 0;
+    const reach = Math.min(durable, pr.next - 1);
+    if (reach <= (this.durableTold.get(id) ?? 0) || this.raftLog.termOrZero(reach) !== this.term) return 0;
+    return reach;
+  }
+
+  /** Whether a follower is owed a notice of our durable index (the RawNode asks before a Ready). */
+  durableNoticeDue(): boolean {
+    if (!this.followerCommitApplies()) return false;
+    const durable = this.raftLog.durableLastIndex();
+    for (const id of this.tracker.progress.keys()) {
+      if (id !== this.id && this.followerCommitReach(id, durable) > 0) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Called as a Ready is collected, so the value is what the previous Readys made durable: stamps
+   * our durable index on this term's appends to voters, and sends an entry-less, unanswered
+   * notice to each replicating voter that has not been told as far as it could commit.
+   */
+  stampDurable(): void {
+    if (!this.followerCommitApplies()) return;
+    const durable = this.raftLog.durableLastIndex();
+    if (durable === 0) return;
+    for (const m of this.msgs) {
+      if (m.type !== MessageType.MsgApp || m.term !== this.term || !this.tracker.voters.has(m.to)) continue;
+      m.durable = durable;
+      const reach = Math.min(durable, m.index + m.entries.length);
+      if (reach > (this.durableTold.get(m.to) ?? 0) && this.raftLog.termOrZero(reach) === this.term) {
+        this.noteDurableTold(m.to, reach);
+      }
+    }
+    this.forEachPeer((id) => {
+      const reach = this.followerCommitReach(id, durable);
+      if (reach === 0) return;
+      const next = this.tracker.progress.get(id)!.next;
+      this.send(
+        message({
+          type: MessageType.MsgApp,
+          to: id,
+          index: next - 1,
+          logTerm: this.raftLog.term(next - 1),
+          commit: this.raftLog.committed,
+          commitOnly: true,
+          durable,
+        }),
+      );
+      this.noteDurableTold(id, reach);
+    });
+  }
+
+  private noteDurableTold(id: NodeId, reach: number): void {
+    this.durableTold.set(id, reach);
+    if (reach > this.durableToldMax) this.durableToldMax = reach;
+  }
+
+  /**
+   * Follower: the leader's log is durable up to `durable`, and ours matches it up to leaderMatch
+   * (and is durable before anything committed is applied: Ready persists first). So everything up
+   * to the lesser is on a quorum. Like the leader, count only an entry of the current term: that
+   * commits everything before it (§5.4.2); an older term's entry on a quorum may still be replaced.
+   */
+  private commitWithLeader(durable: number): void {
+    if (this.isLearner) return;
+    const c = Math.min(durable, this.leaderMatch);
+    if (c > this.raftLog.committed && this.raftLog.termOrZero(c) === this.term) this.raftLog.commitTo(c);
+  }
+
   private bcastHeartbeat(ctx?: Uint8Array): void {
     const c = ctx ?? this.readOnly.lastPendingContext();
     this.forEachPeer((id) => this.sendHeartbeat(id, c));
@@ -294,6 +413,9 @@ export class Raft {
     this.pendingConfIndex = 0;
     this.readOnly.reset();
     this.pendingReadIndexMessages = [];
+    this.durableTold.clear();
+    this.durableToldMax = 0;
+    this.leaderMatch = 0;
   }
 
   /**
@@ -599,6 +721,8 @@ export class Raft {
               `received MsgAppResp(rejected, hint: (index ${m.rejectHint}, term ${m.logTerm})) from ${m.from} for index ${m.index}`,
             );
             if (pr.state === "replicate") pr.becomeProbe();
+            // It did not take what carried our durable index: tell it the commit index again.
+            this.durableTold.delete(m.from);
             this.sendAppend(m.from);
           }
           return undefined;
@@ -616,7 +740,7 @@ export class Raft {
           pr.inflights.freeLE(m.index);
         }
         if (this.maybeCommit()) {
-          this.bcastAppend();
+          this.bcastCommit();
         } else if (wasPaused) {
           this.sendAppend(m.from);
         }
@@ -654,6 +778,7 @@ export class Raft {
       case MessageType.MsgUnreachable:
         // The pipeline to it is broken: fall back to one probe at a time.
         if (pr.state === "replicate") pr.becomeProbe();
+        this.durableTold.delete(m.from);
         return undefined;
       case MessageType.MsgTransferLeader: {
         if (pr.isLearner) {
@@ -734,7 +859,9 @@ export class Raft {
   }
 
   private handleReadIndex(m: Message): void {
-    this.readOnly.addRequest(this.raftLog.committed, m);
+    // A follower may have committed (and answered a write) past our commit index on its own: a
+    // linearizable read must see that write too, so it waits until we have committed as far.
+    this.readOnly.addRequest(Math.max(this.raftLog.committed, this.durableToldMax), m);
     this.readOnly.recvAck(this.id, m.context);
     this.bcastHeartbeat(m.context);
   }
@@ -861,6 +988,8 @@ export class Raft {
     }
     const lastNew = this.raftLog.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
     if (lastNew !== undefined) {
+      if (lastNew > this.leaderMatch) this.leaderMatch = lastNew;
+      if (m.durable !== undefined) this.commitWithLeader(m.durable);
       // A commit-only append names what the leader knows we hold: answering would repeat it.
       if (m.commitOnly && lastNew === m.index) return;
       this.send(message({ type: MessageType.MsgAppResp, to: m.from, index: lastNew }));

@@ -191,13 +191,14 @@ export class RawNode {
     if (!isEmptyHardState(hs) && !hardStateEqual(hs, this.prevHardState)) return true;
     if (r.raftLog.unstableSnapshot() !== undefined) return true;
     if (r.msgs.length > 0 || r.raftLog.unstableEntries().length > 0 || r.raftLog.hasNextCommittedEntries()) return true;
-    return r.readStates.length > 0;
+    return r.readStates.length > 0 || r.durableNoticeDue();
   }
 
   /** Collects what the application must persist, send and apply (see Ready for the order). */
   ready(): Ready {
     if (this.pendingReady !== undefined) throw new Error("raft: ready() called again before advance()");
     const r = this.raft;
+    r.stampDurable();
     const rd: Ready = {
       readStates: r.readStates,
       entries: [...r.raftLog.unstableEntries()],

@@ -145,11 +145,19 @@ export interface Message {
   /** ReadIndex request context, or CAMPAIGN_TRANSFER on a vote forced by leader transfer. */
   context: Uint8Array;
   /**
-   * On a MsgApp without entries: the follower is known to hold everything up to `index` (its
-   * last acknowledgement said so), so the message only carries the commit index, and a follower
-   * that accepts it does not answer: the answer could tell the leader nothing it does not know.
+   * On a MsgApp without entries that only carries the commit index (or the leader's durable
+   * index): a follower that accepts it does not answer. Either its last acknowledgement already
+   * covers `index`, or (a durable-index notice) its acknowledgement of the append that carried
+   * those entries is on its way; a lost one is recovered through heartbeats, as for any append.
    */
   commitOnly?: boolean;
+  /**
+   * On a MsgApp to a voter, when {leader, that voter} is a quorum (two or three voters, no
+   * membership change in flight): the leader's own log is durable up to here. A follower commits
+   * what it holds of that from this leader's term without waiting to be told (see
+   * RaftConfig.followerCommit).
+   */
+  durable?: number;
 }
 
 export const EMPTY_BYTES: Uint8Array = new Uint8Array(0);

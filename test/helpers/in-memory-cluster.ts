@@ -34,6 +34,9 @@ export class InMemoryCluster {
   readonly journal: JournalEntry[] = [];
   readonly servers: EtcdServer[] = [];
   private readonly handlers = new Map<bigint, PeerHandlers>();
+  /** Messages for which this says true wait in `held` until release(). */
+  private holding: ((from: bigint, m: Message) => boolean) | undefined;
+  private held: Message[] = [];
 
   private constructor(readonly root: string) {}
 
@@ -72,6 +75,19 @@ export class InMemoryCluster {
     return cluster;
   }
 
+  /** From now on, messages that `test` picks are held back (in order) until release(). */
+  hold(test: (from: bigint, m: Message) => boolean): void {
+    this.holding = test;
+  }
+
+  /** Delivers the held messages, in the order they were sent, and holds no more. */
+  release(): void {
+    this.holding = undefined;
+    const held = this.held;
+    this.held = [];
+    for (const message of held) setImmediate(() => this.handlers.get(message.to)?.onMessage(message));
+  }
+
   note(text: string): void {
     this.journal.push({ kind: "note", text });
   }
@@ -99,6 +115,10 @@ export class InMemoryCluster {
       send: (messages) => {
         for (const message of messages) {
           this.journal.push({ kind: "sent", from: self, message });
+          if (this.holding?.(self, message)) {
+            this.held.push(message);
+            continue;
+          }
           setImmediate(() => this.handlers.get(message.to)?.onMessage(message));
         }
       },

@@ -17,7 +17,7 @@
  * Commands (ids are member IDs; `(1,2,3)` or `(1 2 3)` is a list):
  *
  *   add-nodes <n> [voters=(..)] [learners=(..)] [index=<i>] [prevote=<bool>] [checkquorum=<bool>]
- *             [max-inflight=<n>] [disable-forwarding=<bool>]
+ *             [max-inflight=<n>] [disable-forwarding=<bool>] [follower-commit=<bool>]
  *       Creates n nodes with the next free IDs. With voters/learners, each starts from a bootstrap
  *       snapshot at `index` (default 1) of term 1 holding that membership, and a hard state of
  *       term 1 (so the first election is for term 2); without, from an empty log (a member-to-be
@@ -361,6 +361,7 @@ export class InteractionEnv {
     const preVote = parseBool(c.kv.get("prevote"), "prevote");
     const checkQuorum = parseBool(c.kv.get("checkquorum"), "checkquorum");
     const disableProposalForwarding = parseBool(c.kv.get("disable-forwarding"), "disable-forwarding");
+    const followerCommit = parseBool(c.kv.get("follower-commit"), "follower-commit");
     const maxInflightMsgs = c.kv.has("max-inflight") ? parseInt10(c.kv.get("max-inflight"), "max-inflight") : 256;
     const existing = this.ids();
     let next = (existing[existing.length - 1] ?? 0n) + 1n;
@@ -380,6 +381,7 @@ export class InteractionEnv {
         checkQuorum,
         preVote,
         disableProposalForwarding,
+        followerCommit,
         // Every randomized election timeout is exactly ELECTION_TICK: transcripts stay readable.
         random: () => 0,
         logger: (line) => this.print(`raft: ${line}`, "debug"),

@@ -123,6 +123,8 @@ export class Simulation {
   readonly heartbeatTick = 1;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
+  /** Leaders tell followers their durable index; followers of a 2-3 voter cluster commit on their own. */
+  readonly followerCommit: boolean;
   private readonly maxInflight: number;
   private readonly maxSizePerMsg: number;
 
@@ -152,6 +154,7 @@ export class Simulation {
     this.checkQuorum = this.rng() < 0.7;
     this.maxInflight = 1 + Math.floor(this.rng() * 6);
     this.maxSizePerMsg = this.rng() < 0.5 ? 64 + Math.floor(this.rng() * 200) : 1 << 20;
+    this.followerCommit = this.rng() < 0.6;
     const n = this.rng() < 0.6 ? 3 : 5;
     const voters: NodeId[] = [];
     for (let i = 0; i < n; i++) voters.push(this.nextNodeId++);
@@ -166,7 +169,7 @@ export class Simulation {
       this.start(sn);
     }
     this.trace(
-      `seed=${options.seed} nodes=${n} preVote=${this.preVote} checkQuorum=${this.checkQuorum} maxInflight=${this.maxInflight} maxSize=${this.maxSizePerMsg}`,
+      `seed=${options.seed} nodes=${n} preVote=${this.preVote} checkQuorum=${this.checkQuorum} followerCommit=${this.followerCommit} maxInflight=${this.maxInflight} maxSize=${this.maxSizePerMsg}`,
     );
   }
 
@@ -207,6 +210,7 @@ export class Simulation {
       maxInflightMsgs: this.maxInflight,
       checkQuorum: this.checkQuorum,
       preVote: this.preVote,
+      followerCommit: this.followerCommit,
       random: this.rng,
       ...(this.tracing ? { logger: (line: string) => this.trace(line) } : {}),
     });

@@ -10,22 +10,22 @@ const entryCopier = new SlabCopier();
  *
  * Layout (all integers little-endian; `bytes` is a u32 length then the bytes):
  *
- *   u8 version (1 or 2) | u8 type (raftpb's MessageType number)
+ *   u8 version (1 to 3) | u8 type (raftpb's MessageType number)
  *   u64 from | u64 to | u64 term | u64 logTerm | u64 index | u64 commit
- *   u8 flags | u64 rejectHint | bytes context
+ *   u8 flags | u64 rejectHint | (version 3 only: u64 durable) | bytes context
  *   u32 entry count, then per entry: u64 term | u64 index | u8 type (0 normal, 1 confChange) | bytes data
  *   u8 has snapshot (0|1), then if 1: u64 index | u64 term | u32 n + n×u64 voters | u32 n + n×u64 learners | bytes data
  *
- * Flags: in version 1 the byte is `reject` (0|1); version 2 adds bit 1, `commitOnly`. A message
- * without commitOnly is written as version 1, byte for byte as before, so a member of an older
- * build reads it; one of those refuses a commit-only notice (a version it does not know) and
- * learns the commit index from the leader's next heartbeat instead.
+ * Flags: in version 1 the byte is `reject` (0|1); version 2 adds bit 1, `commitOnly`. Version 3
+ * adds the leader's durable index (Message.durable). Each message is written in the lowest version
+ * that holds it. Members whose builds differ in what they write refuse each other at the
+ * handshake (PROTOCOL_VERSION), so a member never meets a version it cannot read.
  *
  * Nothing may follow. Decoding checks every length against what is left, every flag and enum
  * against its range, and every term/index against 2^53, and throws a `PeerCodecError` saying what
  * was wrong; it never returns a partly decoded message.
  */
-export const MESSAGE_CODEC_VERSION = 2;
+export const MESSAGE_CODEC_VERSION = 3;
 
 const FLAG_REJECT = 1;
 const FLAG_COMMIT_ONLY = 2;
@@ -152,6 +152,10 @@ function encodedSize(m: Message): number {
   checkBytes(m, "context", m.context);
   if (!Array.isArray(m.entries)) throw new PeerCodecError(`peer codec: cannot encode ${m.type}: entries not an array`);
   let size = FIXED_BYTES + m.context.length;
+  if (m.durable !== undefined) {
+    checkNumber(m, "durable", m.durable);
+    size += 8;
+  }
   m.entries.forEach((e, i) => {
     checkNumber(m, `entries[${i}].term`, e.term);
     checkNumber(m, `entries[${i}].index`, e.index);
@@ -181,7 +185,7 @@ function encodedSize(m: Message): number {
  */
 export function encodeMessage(m: Message): Buffer {
   const w = new ExactWriter(encodedSize(m));
-  w.u8(m.commitOnly ? 2 : 1);
+  w.u8(m.durable !== undefined ? 3 : m.commitOnly ? 2 : 1);
   w.u8(TYPE_CODES[m.type]);
   w.u64n(m.from);
   w.u64n(m.to);
@@ -191,6 +195,7 @@ export function encodeMessage(m: Message): Buffer {
   w.u64(m.commit);
   w.u8((m.reject ? FLAG_REJECT : 0) | (m.commitOnly ? FLAG_COMMIT_ONLY : 0));
   w.u64(m.rejectHint);
+  if (m.durable !== undefined) w.u64(m.durable);
   w.bytes(m.context);
   w.u32(m.entries.length);
   for (const e of m.entries) {
@@ -279,7 +284,7 @@ export function decodeMessage(data: Uint8Array): Message {
 
 function decodeUnchecked(r: MessageReader): Message {
   const version = r.u8();
-  if (version !== 1 && version !== 2) {
+  if (version < 1 || version > MESSAGE_CODEC_VERSION) {
     throw new PeerCodecError(
       `peer codec: unsupported message encoding version ${version} (this build reads 1 to ${MESSAGE_CODEC_VERSION})`,
     );
@@ -299,6 +304,7 @@ function decodeUnchecked(r: MessageReader): Message {
   }
   const reject = (flags & FLAG_REJECT) !== 0;
   const rejectHint = r.num("rejectHint");
+  const durable = version >= 3 ? r.num("durable") : undefined;
   const context = r.bytes();
   const n = r.count("entry", MIN_ENTRY_BYTES);
   const entries: Entry[] = [];
@@ -316,6 +322,7 @@ function decodeUnchecked(r: MessageReader): Message {
   }
   const m: Message = { type, from, to, term, logTerm, index, entries, commit, reject, rejectHint, context };
   if ((flags & FLAG_COMMIT_ONLY) !== 0) m.commitOnly = true;
+  if (durable !== undefined) m.durable = durable;
   if (r.flag("snapshot flag")) m.snapshot = decodeSnapshot(r);
   if (r.remaining !== 0) throw new PeerCodecError(`peer codec: ${r.remaining} unexpected bytes after the message`);
   return m;

@@ -140,7 +140,8 @@ export class FrameDecoder {
 
 /** "LABP": lets an acceptor tell our hello from something else speaking to the peer port. */
 export const PROTOCOL_MAGIC = 0x5042414c;
-export const PROTOCOL_VERSION = 1;
+/** 2: messages may carry the leader's durable index (codec version 3), which version-1 members cannot read. */
+export const PROTOCOL_VERSION = 2;
 
 export interface Hello {
   version: number;
