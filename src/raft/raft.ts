@@ -118,8 +118,6 @@ export class Raft {
    * the append that carried it (only indexes of this term count: see commitWithLeader).
    */
   private readonly durableTold = new Map<NodeId, number>();
-  /** Leader only: the follower whose acknowledgement last committed an entry (the quicker one). */
-  private eagerFollower: NodeId = NONE;
   /** Leader only: the highest durableTold value this term; a read index must cover it. */
   private durableToldMax = 0;
   /** Follower only: our log matches this term's leader's up to here (the end of the last append we accepted from it). */
@@ -303,37 +301,6 @@ export class Raft {
 
   // ---- follower commit (see RaftConfig.followerCommit) ----
 
-  /**
-   * New entries of three voters under followerCommit: one follower and the leader are a quorum, so
-   * the entries go at once to one follower only (the one that forwarded them, or else the one whose
-   * acknowledgement last committed an entry), and to the other once the leader's own write is done
-   * (stampDurable), with the durable index on them: that follower then writes, commits and applies
-   * them in one pass, woken once, and its write does not compete with the other two for the disk.
-   */
-  private bcastProposal(proposer: NodeId): void {
-    if (!this.followerCommitApplies() || this.tracker.voters.size !== 3) {
-      this.bcastAppend();
-      return;
-    }
-    const replicating = (id: NodeId): boolean =>
-      id !== NONE &&
-      id !== this.id &&
-      this.tracker.voters.has(id) &&
-      this.tracker.progress.get(id)?.state === "replicate";
-    const eager = replicating(proposer) ? proposer : replicating(this.eagerFollower) ? this.eagerFollower : NONE;
-    this.forEachPeer((id) => {
-      if (eager === NONE || id === eager || !replicating(id)) this.sendAppend(id);
-    });
-  }
-
-  /** Voters in replicate state whose entries wait for our own write to be done (see bcastProposal). */
-  private deferredAppendDue(durable: number): boolean {
-    for (const [id, pr] of this.tracker.progress) {
-      if (id !== this.id && pr.state === "replicate" && pr.next <= durable && !pr.isPaused()) return true;
-    }
-    return false;
-  }
-
   /** Whether {this leader, any one voter} is a quorum now and stays one while the notice travels. */
   private followerCommitApplies(): boolean {
     return (
@@ -357,10 +324,8 @@ export class Raft {
 
   /** Whether a follower is owed a notice of our durable index (the RawNode asks before a Ready). */
   durableNoticeDue(): boolean {
-    if (!this.followerCommit || this.state !== StateType.Leader) return false;
-    const durable = this.raftLog.durableLastIndex();
-    if (this.deferredAppendDue(durable)) return true;
     if (!this.followerCommitApplies()) return false;
+    const durable = this.raftLog.durableLastIndex();
     for (const id of this.tracker.progress.keys()) {
       if (id !== this.id && this.followerCommitReach(id, durable) > 0) return true;
     }
@@ -373,15 +338,9 @@ export class Raft {
    * notice to each replicating voter that has not been told as far as it could commit.
    */
   stampDurable(): void {
-    if (!this.followerCommit || this.state !== StateType.Leader) return;
+    if (!this.followerCommitApplies()) return;
     const durable = this.raftLog.durableLastIndex();
     if (durable === 0) return;
-    // Entries held back for a follower (bcastProposal) go now that our own write of them is done.
-    this.forEachPeer((id) => {
-      const pr = this.tracker.progress.get(id)!;
-      if (pr.state === "replicate" && pr.next <= durable) while (this.maybeSendAppend(id, false)) {}
-    });
-    if (!this.followerCommitApplies()) return;
     for (const m of this.msgs) {
       if (m.type !== MessageType.MsgApp || m.term !== this.term || !this.tracker.voters.has(m.to)) continue;
       m.durable = durable;
@@ -456,7 +415,6 @@ export class Raft {
     this.pendingReadIndexMessages = [];
     this.durableTold.clear();
     this.durableToldMax = 0;
-    this.eagerFollower = NONE;
     this.leaderMatch = 0;
   }
 
@@ -782,7 +740,6 @@ export class Raft {
           pr.inflights.freeLE(m.index);
         }
         if (this.maybeCommit()) {
-          this.eagerFollower = m.from;
           this.bcastCommit();
         } else if (wasPaused) {
           this.sendAppend(m.from);
@@ -883,7 +840,7 @@ export class Raft {
     }
     this.pendingConfIndex = confIndex;
     this.appendEntries(m.entries);
-    this.bcastProposal(m.from);
+    this.bcastAppend();
     return undefined;
   }
 
