@@ -3,11 +3,22 @@ import type { EtcdServer } from "../src/etcd/server/server.js";
 import { type Message, MessageType } from "../src/raft/index.js";
 import { InMemoryCluster, type JournalEntry, putCommand } from "./helpers/in-memory-cluster.js";
 
-// What a leader sends when, relative to the answers it gives, observed on three members whose peer
-// messages pass through memory (test/helpers/in-memory-cluster.ts).
+// What a leader sends when, relative to the answers it gives, observed on five and on three members
+// whose peer messages pass through memory (test/helpers/in-memory-cluster.ts).
 
 async function until(done: () => boolean): Promise<void> {
   while (!done()) await new Promise((r) => setTimeout(r, 5));
+}
+
+/** A cluster of `size` members, its leader elected and one put through it. */
+async function warmCluster(
+  size: number,
+): Promise<{ cluster: InMemoryCluster; leader: EtcdServer; followers: EtcdServer[] }> {
+  // Long heartbeats: followers learn a new commit index from appends and notices, not a heartbeat.
+  const cluster = await InMemoryCluster.start(size, ["--heartbeat-interval=300", "--election-timeout=3000"]);
+  const leader = await cluster.leader();
+  await leader.propose(putCommand("warm-up"));
+  return { cluster, leader, followers: cluster.servers.filter((s) => s !== leader) };
 }
 
 // Five members: the leader and one follower are not a quorum, so followers learn of commits from
@@ -18,11 +29,7 @@ describe("a leader's sends around a one-client put, five members", () => {
   let followers: EtcdServer[];
 
   beforeAll(async () => {
-    // Long heartbeats: followers learn the new commit index from the notices, not a heartbeat.
-    cluster = await InMemoryCluster.start(5, ["--heartbeat-interval=300", "--election-timeout=3000"]);
-    leader = await cluster.leader();
-    followers = cluster.servers.filter((s) => s !== leader);
-    await leader.propose(putCommand("warm-up"));
+    ({ cluster, leader, followers } = await warmCluster(5));
   }, 60_000);
 
   afterAll(async () => {
@@ -122,10 +129,7 @@ describe("a leader's sends around a one-client put, three members", () => {
   let followers: EtcdServer[];
 
   beforeAll(async () => {
-    cluster = await InMemoryCluster.start(3, ["--heartbeat-interval=300", "--election-timeout=3000"]);
-    leader = await cluster.leader();
-    followers = cluster.servers.filter((s) => s !== leader);
-    await leader.propose(putCommand("warm-up"));
+    ({ cluster, leader, followers } = await warmCluster(3));
   }, 60_000);
 
   afterAll(async () => {

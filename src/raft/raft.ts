@@ -118,7 +118,10 @@ export class Raft {
    * the append that carried it (only indexes of this term count: see commitWithLeader).
    */
   private readonly durableTold = new Map<NodeId, number>();
-  /** Leader only: the highest durableTold value this term; a read index must cover it. */
+  /**
+   * Leader only: the highest durableTold value recorded this term, kept when a follower's entry is
+   * dropped (it may have committed already): a read index must cover it.
+   */
   private durableToldMax = 0;
   /** Follower only: our log matches this term's leader's up to here (the end of the last append we accepted from it). */
   private leaderMatch = 0;

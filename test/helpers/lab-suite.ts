@@ -1,9 +1,10 @@
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { kubectlBinary } from "./apiserver.js";
-import { LAB_CLI, run, tempDir } from "./nodes.js";
+import { freePort, LAB_CLI, run, tempDir } from "./nodes.js";
+
+export { freePort };
 
 /**
  * The lab lifecycle suite, shared by the runtimes: for each of the four topologies, `lab up`,
@@ -37,27 +38,6 @@ export function processesOf(home: string, name: string): number[] {
     }
   }
   return pids;
-}
-
-/** Ports this process handed out: the kernel may offer a released port again at once. */
-const handedOutPorts = new Set<number>();
-
-/** A loopback port nothing listens on now, and not one this process handed out before. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = net.createServer();
-      srv.once("error", reject);
-      srv.listen({ host: "127.0.0.1", port: 0 }, () => {
-        const { port } = srv.address() as net.AddressInfo;
-        srv.close(() => resolve(port));
-      });
-    });
-    if (!handedOutPorts.has(port)) {
-      handedOutPorts.add(port);
-      return port;
-    }
-  }
 }
 
 export function defineLabSuite(

@@ -961,7 +961,7 @@ export class PeerTransport {
       code = RefuseCode.Version;
       reason =
         `unsupported peer protocol version ${h.version} (this member speaks ${PROTOCOL_VERSION}): ` +
-        "the members of a cluster must run the same lab build; restart this one with the build the others run";
+        "the members of a cluster must run the same lab build; start every member from one build";
     } else if (h.clusterId === 0n && h.from === 0n && h.to === 0n) {
       // A member about to join asks who is in the cluster (discoverCluster): one kind of request only.
       c.state = "open";
