@@ -35,6 +35,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Etcd3 } from "etcd3";
 import { initialClusterOf, type MemberAddress, memberArgs } from "../src/etcd/member-args.js";
+import { MEMBER_NODE_FLAGS } from "../src/etcd/node-flags.js";
 import {
   countError,
   describeErrors,
@@ -140,7 +141,7 @@ class Store {
         );
         m.proc =
           kind === "lab"
-            ? spawnProc(`${kind}-${size}-${m.name}`, process.execPath, [LAB_CLI, "etcd", ...args])
+            ? spawnProc(`${kind}-${size}-${m.name}`, process.execPath, [...MEMBER_NODE_FLAGS, LAB_CLI, "etcd", ...args])
             : spawnProc(`${kind}-${size}-${m.name}`, REAL_ETCD, args);
       }
       await s.ready();

@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { MEMBER_NODE_FLAGS } from "../src/etcd/node-flags.js";
 import {
   type HostStatus,
   HostSupervisor,
@@ -10,6 +11,7 @@ import {
   parseManifest,
   primeManifestCache,
   readManifest,
+  resolveCommand,
   STATUS_FILE,
 } from "../src/host/supervisor.js";
 import type { Logger } from "../src/util/logger.js";
@@ -80,6 +82,28 @@ async function until<T>(what: string, probe: () => T | undefined): Promise<T> {
 }
 
 const component = (root: string, name: string) => status(root).components.find((c) => c.name === name);
+
+describe("familiar command names", () => {
+  it("runs etcd as this program's store member, with the member's V8 flags before the script", () => {
+    const r = resolveCommand(["etcd", "--name", "m1", "--data-dir", "/var/lib/etcd"], "/lab/main.js");
+    expect(r).toEqual({
+      file: process.execPath,
+      args: [...MEMBER_NODE_FLAGS, "/lab/main.js", "etcd", "--name", "m1", "--data-dir", "/var/lib/etcd"],
+      argv0: "etcd",
+    });
+    expect(MEMBER_NODE_FLAGS).toContain("--max-semi-space-size=4");
+  });
+
+  it("runs kube-apiserver and lab-lb without them, and any other command as it is", () => {
+    expect(resolveCommand(["kube-apiserver", "--etcd-servers=x"], "/lab/main.js")).toEqual({
+      file: process.execPath,
+      args: ["/lab/main.js", "apiserver", "--etcd-servers=x"],
+      argv0: "kube-apiserver",
+    });
+    expect(resolveCommand(["lab-lb", "--port=1"], "/lab/main.js").args).toEqual(["/lab/main.js", "lb", "--port=1"]);
+    expect(resolveCommand(["sleep", "5"], "/lab/main.js")).toEqual({ file: "sleep", args: ["5"], argv0: "sleep" });
+  });
+});
 
 describe("host supervisor", () => {
   it("runs each manifest's command, restarts it when it exits and when its manifest changes, stops it when the manifest goes", async () => {

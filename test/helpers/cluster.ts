@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import * as path from "node:path";
 import { initialClusterOf, memberArgs } from "../../src/etcd/member-args.js";
+import { MEMBER_NODE_FLAGS } from "../../src/etcd/node-flags.js";
 import { etcdctl, freePort, LAB_CLI, REAL_ETCD, sleep, tempDir, waitHealthy } from "./nodes.js";
 
 /**
@@ -113,7 +114,10 @@ export class TestCluster {
     for (const k of Object.keys(env)) if (k.startsWith("ETCD_")) delete env[k];
     const child =
       this.kind === "lab"
-        ? spawn(process.execPath, [LAB_CLI, "etcd", ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
+        ? spawn(process.execPath, [...MEMBER_NODE_FLAGS, LAB_CLI, "etcd", ...args], {
+            env,
+            stdio: ["ignore", "pipe", "pipe"],
+          })
         : spawn(REAL_ETCD, args, { env, stdio: ["ignore", "pipe", "pipe"] });
     m.process = child;
     const append = (d: Buffer): void => {

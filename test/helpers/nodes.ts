@@ -5,6 +5,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { memberArgs } from "../../src/etcd/member-args.js";
+import { MEMBER_NODE_FLAGS } from "../../src/etcd/node-flags.js";
 
 /**
  * Test helpers: start our `lab etcd` (the built CLI, exactly as users run it) or the real etcd
@@ -84,7 +85,10 @@ async function startNode(kind: "lab" | "etcd", options: NodeOptions): Promise<Ru
   for (const k of Object.keys(env)) if (k.startsWith("ETCD_") && !options.env?.[k]) delete env[k];
   const child =
     kind === "lab"
-      ? spawn(process.execPath, [LAB_CLI, "etcd", ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
+      ? spawn(process.execPath, [...MEMBER_NODE_FLAGS, LAB_CLI, "etcd", ...args], {
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        })
       : spawn(REAL_ETCD, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout?.on("data", (d: Buffer) => {
