@@ -5,10 +5,10 @@
  */
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Etcd3, type IOptions } from "etcd3";
+import { freeLoopbackPort } from "../src/util/ports.js";
 
 export const SECONDS = Number(process.env.LAB_BENCH_SECONDS ?? 5);
 /** Unmeasured load before the first phase; 0 skips it. */
@@ -31,22 +31,7 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 const handedOutPorts = new Set<number>();
 
 /** A loopback port nothing listens on now, and not one this process handed out before. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = net.createServer();
-      srv.on("error", reject);
-      srv.listen({ host: "127.0.0.1", port: 0 }, () => {
-        const { port } = srv.address() as net.AddressInfo;
-        srv.close(() => resolve(port));
-      });
-    });
-    if (!handedOutPorts.has(port)) {
-      handedOutPorts.add(port);
-      return port;
-    }
-  }
-}
+export const freePort = (): Promise<number> => freeLoopbackPort(handedOutPorts);
 
 // ---- cleanup: every child process and temporary directory this run created ----
 

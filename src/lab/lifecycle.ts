@@ -9,6 +9,7 @@ import { createLabPki } from "../pki/x509.js";
 import { type Loaded, loadTopologyFile, resolveTopologyRef } from "../topology/load.js";
 import { MANIFEST_DIR, PKI_DIR, type Plan, type PortName, type RuntimeKind, renderPlan } from "../topology/plan.js";
 import { packageRoot } from "../util/paths.js";
+import { freeLoopbackPort } from "../util/ports.js";
 import { createDockerLab, dockerAvailable, dockerExecCapture } from "./docker/runtime.js";
 import { isHostRunning, removeRuntimeObjects, startOneHost, stopOneHost } from "./runtime.js";
 import { type LabRecord, labDir, portKey, readLab, recordOf, writeLab } from "./state.js";
@@ -40,24 +41,6 @@ function portFree(port: number): Promise<boolean> {
     srv.once("error", () => resolve(false));
     srv.listen({ host: "127.0.0.1", port, exclusive: true }, () => srv.close(() => resolve(true)));
   });
-}
-
-async function anyFreePort(taken: Set<number>): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = net.createServer();
-      srv.unref();
-      srv.once("error", reject);
-      srv.listen({ host: "127.0.0.1", port: 0 }, () => {
-        const p = (srv.address() as net.AddressInfo).port;
-        srv.close(() => resolve(p));
-      });
-    });
-    if (!taken.has(port)) {
-      taken.add(port);
-      return port;
-    }
-  }
 }
 
 /** The topology's API port when it is free, or the next free one after it. */
@@ -211,7 +194,7 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
         if (ports[key] !== undefined) continue;
         // Without a load balancer, the first API server listens on the API endpoint itself.
         ports[key] =
-          singleApi && listener === "apiserver" && host === draft.hosts[0]?.name ? api : await anyFreePort(taken);
+          singleApi && listener === "apiserver" && host === draft.hosts[0]?.name ? api : await freeLoopbackPort(taken);
       }
       plan = renderPlan(loaded.topology, {
         lab: name,

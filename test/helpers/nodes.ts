@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { memberArgs } from "../../src/etcd/member-args.js";
 import { MEMBER_NODE_FLAGS } from "../../src/etcd/node-flags.js";
+import { freeLoopbackPort } from "../../src/util/ports.js";
 
 /**
  * Test helpers: start our `lab etcd` (the built CLI, exactly as users run it) or the real etcd
@@ -20,23 +20,7 @@ export const ETCDCTL = "/usr/bin/etcdctl";
 const handedOutPorts = new Set<number>();
 
 /** A loopback port nothing listens on now, and not one this process handed out before. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = net.createServer();
-      srv.unref();
-      srv.on("error", reject);
-      srv.listen({ host: "127.0.0.1", port: 0 }, () => {
-        const { port } = srv.address() as net.AddressInfo;
-        srv.close(() => resolve(port));
-      });
-    });
-    if (!handedOutPorts.has(port)) {
-      handedOutPorts.add(port);
-      return port;
-    }
-  }
-}
+export const freePort = (): Promise<number> => freeLoopbackPort(handedOutPorts);
 
 /**
  * A fresh temporary directory. Its name carries the test run's tag (set by the global setup), so
