@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serviceOf } from "../src/etcd/proto.js";
+import { serviceOf } from "../src/etcd/proto-client.js";
 import { etcdctl, httpGet, LAB_CLI, type RunningNode, run, sleep, startLab } from "./helpers/nodes.js";
 
 const lab = (args: string[], env: Record<string, string> = {}) =>
@@ -22,6 +22,19 @@ describe("lab command line", () => {
     for (const flag of ["--name", "--data-dir", "--listen-client-urls", "--quota-backend-bytes", "--max-txn-ops"]) {
       expect(r.stdout).toContain(flag);
     }
+  });
+
+  it("starts a store member without loading the gRPC client library or the API server", async () => {
+    // Every member start pays for what it loads (grpc-js alone took ~100 ms and 12 MiB): the
+    // member serves gRPC with its own HTTP/2 code. `etcd --help` loads the member's whole graph.
+    const listLoaded =
+      'data:text/javascript,import{createRequire}from"node:module";const r=createRequire("/index.js");' +
+      'process.on("exit",()=>process.stderr.write("LOADED "+JSON.stringify(Object.keys(r.cache))))';
+    const r = await run(process.execPath, ["--import", listLoaded, LAB_CLI, "etcd", "--help"], { timeoutMs: 15_000 });
+    expect(r.code).toBe(0);
+    const loaded = JSON.parse(r.stderr.slice(r.stderr.indexOf("LOADED ") + 7)) as string[];
+    expect(loaded.some((p) => p.includes("protobufjs"))).toBe(true); // the list is real
+    expect(loaded.filter((p) => p.includes("@grpc/grpc-js") || p.includes("dockerode"))).toEqual([]);
   });
 
   it("rejects unknown commands, unknown flags and malformed values with exit code 2", async () => {

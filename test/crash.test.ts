@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
-import { serviceOf } from "../src/etcd/proto.js";
+import { serviceOf } from "../src/etcd/proto-client.js";
 import { type RunningNode, sleep, startLab } from "./helpers/nodes.js";
 import { mulberry32 } from "./helpers/prng.js";
 

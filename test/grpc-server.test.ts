@@ -4,7 +4,7 @@ import * as zlib from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GrpcServer, type MethodDefinition } from "../src/etcd/grpc/server.js";
-import { serviceOf } from "../src/etcd/proto.js";
+import { serviceOf } from "../src/etcd/proto-client.js";
 
 /**
  * Our gRPC server (src/etcd/grpc/server.ts) at the protocol level: a raw HTTP/2 client sees

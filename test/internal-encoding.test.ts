@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { decodeInternal, encodeInternal, serviceOf } from "../src/etcd/proto.js";
+import { decodeInternal, encodeInternal } from "../src/etcd/proto.js";
+import { serviceOf } from "../src/etcd/proto-client.js";
 import type { InternalRequest } from "../src/etcd/wire.js";
 import { BinaryReader, BinaryWriter } from "../src/util/binary.js";
 

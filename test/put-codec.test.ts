@@ -4,8 +4,8 @@ import {
   decodeInternalByReflection,
   encodeInternal,
   encodeInternalByReflection,
-  serviceOf,
 } from "../src/etcd/proto.js";
+import { serviceOf } from "../src/etcd/proto-client.js";
 import { decodePutCommand, encodePutCommand } from "../src/etcd/put-codec.js";
 import type { InternalRequest } from "../src/etcd/wire.js";
 import { mulberry32 } from "./helpers/prng.js";

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { serviceOf } from "../etcd/proto.js";
+import { serviceOf } from "../etcd/proto-client.js";
 
 /**
  * The API server's connection to the store: etcd's v3 gRPC API, nothing else (the API server is the

@@ -211,7 +211,10 @@ function unreachableMember(endpoint: string, error: string): MemberStatus {
 async function memberStatus(endpoint: string): Promise<MemberStatus> {
   const hostPort = endpoint.replace(/^https?:\/\//, "");
   // Loaded here: gRPC and the .proto files cost startup time that only `lab status` needs.
-  const [{ credentials }, { serviceOf }] = await Promise.all([import("@grpc/grpc-js"), import("../etcd/proto.js")]);
+  const [{ credentials }, { serviceOf }] = await Promise.all([
+    import("@grpc/grpc-js"),
+    import("../etcd/proto-client.js"),
+  ]);
   const client = new (serviceOf("etcdserverpb.Maintenance"))(hostPort, credentials.createInsecure());
   return new Promise((resolve) => {
     (

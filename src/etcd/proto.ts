@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 import { decodePutCommand, encodePutCommand } from "./put-codec.js";
 import type { InternalRequest } from "./wire.js";
@@ -56,19 +56,24 @@ function lowerCamel(name: string): string {
     .join("");
 }
 
-const services = new Map<string, grpc.ServiceClientConstructor>();
+const definitions = new Map<string, grpc.ServiceDefinition>();
 
-/** Looks up a service constructor such as "etcdserverpb.KV". */
-export function serviceOf(name: string): grpc.ServiceClientConstructor {
-  let ctor = services.get(name);
-  if (ctor === undefined) {
+/**
+ * The method definitions of a service such as "etcdserverpb.KV" (paths, streaming flags,
+ * serializers), as grpc-js's makeClientConstructor and our server's addService take them. Kept
+ * free of grpc-js at run time: a store member serves these without loading it (./proto-client.ts
+ * makes client constructors from them).
+ */
+export function serviceDefinitionOf(name: string): grpc.ServiceDefinition {
+  let definition = definitions.get(name);
+  if (definition === undefined) {
     const service = protoRoot().lookup(name);
     if (!(service instanceof protobuf.Service)) throw new Error(`no gRPC service ${name} in our protos`);
-    const definition: Record<string, grpc.MethodDefinition<object, object>> = {};
+    const methods: Record<string, grpc.MethodDefinition<object, object>> = {};
     for (const method of service.methodsArray) {
       const request = method.resolvedRequestType as protobuf.Type;
       const response = method.resolvedResponseType as protobuf.Type;
-      definition[method.name] = {
+      methods[method.name] = {
         path: `/${name}/${method.name}`,
         requestStream: method.requestStream === true,
         responseStream: method.responseStream === true,
@@ -79,10 +84,10 @@ export function serviceOf(name: string): grpc.ServiceClientConstructor {
         originalName: lowerCamel(method.name),
       };
     }
-    ctor = grpc.makeClientConstructor(definition, name.slice(name.lastIndexOf(".") + 1));
-    services.set(name, ctor);
+    definition = methods;
+    definitions.set(name, definition);
   }
-  return ctor;
+  return definition;
 }
 
 let internalType: protobuf.Type | undefined;

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { serviceOf } from "../../src/etcd/proto.js";
+import { serviceOf } from "../../src/etcd/proto-client.js";
 
 /**
  * Raw unary calls to etcd's KV and Lease services over grpc-js with our own protos, for the

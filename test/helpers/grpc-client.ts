@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { serviceOf } from "../../src/etcd/proto.js";
+import { serviceOf } from "../../src/etcd/proto-client.js";
 
 /**
  * A small typed gRPC client for etcd's v3 API, built on our own .proto files (which are

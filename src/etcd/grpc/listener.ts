@@ -1,7 +1,7 @@
 import * as http from "node:http";
 import * as net from "node:net";
 import type { Logger } from "../../util/logger.js";
-import { serviceOf } from "../proto.js";
+import { serviceDefinitionOf } from "../proto.js";
 import type { EtcdServer } from "../server/server.js";
 import { CLUSTER_VERSION, SERVER_VERSION } from "../server/server.js";
 import { AlarmType } from "../wire.js";
@@ -37,7 +37,7 @@ export async function listenClients(server: EtcdServer, logger: Logger): Promise
   const grpcServer = new GrpcServer({ maxReceiveMessageLength: maxReceive });
   const add = (service: string, implementation: object): void =>
     grpcServer.addService(
-      serviceOf(service).service as unknown as Record<string, MethodDefinition>,
+      serviceDefinitionOf(service) as unknown as Record<string, MethodDefinition>,
       implementation as Record<string, never>,
     );
   add("etcdserverpb.KV", kvService(server, metrics));

@@ -2,9 +2,9 @@ import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 import { Duplex } from "node:stream";
 import * as zlib from "node:zlib";
-import * as grpc from "@grpc/grpc-js";
 import { H2Connection, type H2Stream, type IncomingHeaders } from "./h2/connection.js";
 import { encodeHeaders, type HeaderField } from "./h2/hpack.js";
+import { CallMetadata, GrpcStatus, type GrpcStatusCode } from "./status.js";
 
 /**
  * The member's gRPC server: gRPC's HTTP/2 protocol on the member's own HTTP/2 framing
@@ -44,7 +44,7 @@ export interface GrpcServerOptions {
 }
 
 interface Status {
-  readonly code: grpc.status;
+  readonly code: GrpcStatusCode;
   readonly details: string;
 }
 
@@ -96,7 +96,7 @@ export class GrpcServer {
     const path = String(headers[":path"] ?? "");
     const route = this.routes.get(path);
     if (!route) {
-      sendTrailersOnly(stream, { code: grpc.status.UNIMPLEMENTED, details: `unknown method ${path}` });
+      sendTrailersOnly(stream, { code: GrpcStatus.UNIMPLEMENTED, details: `unknown method ${path}` });
       return;
     }
     const encoding = headers["grpc-encoding"];
@@ -132,7 +132,7 @@ export class GrpcServer {
       if (responder.finished) return;
       if (count !== 1) {
         responder.fail({
-          code: count === 0 ? grpc.status.INTERNAL : grpc.status.UNIMPLEMENTED,
+          code: count === 0 ? GrpcStatus.INTERNAL : GrpcStatus.UNIMPLEMENTED,
           details:
             count === 0 ? "grpc: the request message is missing" : `grpc: ${count} request messages for a unary method`,
         });
@@ -198,7 +198,7 @@ class MessageReader {
       const length = head.readUInt32BE(1);
       if (length > this.maxLength) {
         throw status(
-          grpc.status.RESOURCE_EXHAUSTED,
+          GrpcStatus.RESOURCE_EXHAUSTED,
           `grpc: received message larger than max (${length} vs. ${this.maxLength})`,
         );
       }
@@ -216,17 +216,17 @@ class MessageReader {
       else if (this.encoding === "deflate") plain = zlib.inflateSync(frame);
       else {
         throw status(
-          grpc.status.UNIMPLEMENTED,
+          GrpcStatus.UNIMPLEMENTED,
           `grpc: Decompressor is not installed for grpc-encoding "${this.encoding || "identity"}"`,
         );
       }
     } catch (err) {
       if (isStatus(err)) throw err;
-      throw status(grpc.status.INTERNAL, `grpc: failed to decompress the received message: ${String(err)}`);
+      throw status(GrpcStatus.INTERNAL, `grpc: failed to decompress the received message: ${String(err)}`);
     }
     if (plain.length > this.maxLength) {
       throw status(
-        grpc.status.RESOURCE_EXHAUSTED,
+        GrpcStatus.RESOURCE_EXHAUSTED,
         `grpc: received message after decompression larger than max (${plain.length} vs. ${this.maxLength})`,
       );
     }
@@ -274,7 +274,7 @@ class Responder {
     if (ms === undefined) return;
     this.deadlineTimer = setTimeout(() => {
       if (this.finished) return;
-      this.fail({ code: grpc.status.DEADLINE_EXCEEDED, details: "context deadline exceeded" });
+      this.fail({ code: GrpcStatus.DEADLINE_EXCEEDED, details: "context deadline exceeded" });
       onCancel("deadline");
     }, ms);
     this.deadlineTimer.unref();
@@ -289,7 +289,7 @@ class Responder {
       this.fail(
         isStatus(err)
           ? err
-          : { code: grpc.status.INTERNAL, details: `grpc: error unmarshalling request: ${String(err)}` },
+          : { code: GrpcStatus.INTERNAL, details: `grpc: error unmarshalling request: ${String(err)}` },
       );
       return undefined;
     }
@@ -300,7 +300,7 @@ class Responder {
     try {
       return frameMessage(this.method.responseSerialize(value));
     } catch (err) {
-      this.fail({ code: grpc.status.INTERNAL, details: `grpc: error while marshaling: ${String(err)}` });
+      this.fail({ code: GrpcStatus.INTERNAL, details: `grpc: error while marshaling: ${String(err)}` });
       return undefined;
     }
   }
@@ -323,7 +323,7 @@ class Responder {
 
   /** Ends the call with OK after whatever was written. */
   succeed(): void {
-    this.fail({ code: grpc.status.OK, details: "" });
+    this.fail({ code: GrpcStatus.OK, details: "" });
   }
 
   /** Ends the call with a status after whatever was written (trailers-only when nothing was). */
@@ -347,7 +347,7 @@ class Responder {
 /** What a unary handler gets as `call` (the part of grpc-js's ServerUnaryCall handlers use). */
 class UnaryCall extends EventEmitter {
   cancelled = false;
-  private md: grpc.Metadata | undefined;
+  private md: CallMetadata | undefined;
 
   constructor(
     readonly request: unknown,
@@ -357,7 +357,7 @@ class UnaryCall extends EventEmitter {
     super();
   }
 
-  get metadata(): grpc.Metadata {
+  get metadata(): CallMetadata {
     this.md ??= metadataOf(this.headers);
     return this.md;
   }
@@ -375,7 +375,7 @@ class UnaryCall extends EventEmitter {
 class StreamCall extends Duplex {
   request: unknown;
   cancelled = false;
-  private md: grpc.Metadata | undefined;
+  private md: CallMetadata | undefined;
 
   constructor(
     private readonly responder: Responder,
@@ -393,7 +393,7 @@ class StreamCall extends Duplex {
     this.destroy();
   }
 
-  get metadata(): grpc.Metadata {
+  get metadata(): CallMetadata {
     this.md ??= metadataOf(this.headers);
     return this.md;
   }
@@ -426,7 +426,7 @@ class StreamCall extends Duplex {
     // destroy(serviceError) ends the call with that status and is not re-emitted as "error" (as
     // with grpc-js, handlers destroy a call to fail it).
     if (err) this.responder.fail(statusOf(err));
-    else this.responder.fail({ code: grpc.status.CANCELLED, details: "the call was cancelled" });
+    else this.responder.fail({ code: GrpcStatus.CANCELLED, details: "the call was cancelled" });
     done(null);
   }
 }
@@ -443,7 +443,7 @@ function frameMessage(body: Buffer): Buffer {
   return frame;
 }
 
-function status(code: grpc.status, details: string): Status & { readonly isGrpcStatus: true } {
+function status(code: GrpcStatusCode, details: string): Status & { readonly isGrpcStatus: true } {
   return { code, details, isGrpcStatus: true };
 }
 
@@ -454,9 +454,9 @@ function isStatus(v: unknown): v is Status {
 /** A handler's error as a status: a grpc ServiceError keeps its code, anything else is INTERNAL. */
 function statusOf(err: unknown): Status {
   if (isStatus(err)) return err;
-  const e = err as Partial<grpc.ServiceError> | undefined;
-  if (e && typeof e.code === "number") return { code: e.code, details: e.details ?? e.message ?? "" };
-  return { code: grpc.status.INTERNAL, details: err instanceof Error ? err.message : String(err) };
+  const e = err as { code?: unknown; details?: string; message?: string } | undefined;
+  if (e && typeof e.code === "number") return { code: e.code as GrpcStatusCode, details: e.details ?? e.message ?? "" };
+  return { code: GrpcStatus.INTERNAL, details: err instanceof Error ? err.message : String(err) };
 }
 
 function statusFields(s: Status): HeaderField[] {
@@ -495,8 +495,8 @@ function parseTimeout(value: string | string[] | undefined): number | undefined 
   return Math.max(1, Math.ceil(n * (unitMs[m[2] as string] as number)));
 }
 
-function metadataOf(headers: IncomingHeaders): grpc.Metadata {
-  const md = new grpc.Metadata();
+function metadataOf(headers: IncomingHeaders): CallMetadata {
+  const md = new CallMetadata();
   for (const [key, value] of Object.entries(headers)) {
     if (key.startsWith(":") || key.startsWith("grpc-") || key === "content-type" || key === "te") continue;
     if (value === undefined) continue;
