@@ -1344,8 +1344,9 @@ function toWalEntry(e: Entry): WalEntry {
   };
 }
 
+/** The log already copied `data` apart (into its own slabs) while reading: shared, not copied again. */
 function toRaftEntry(e: WalEntry): Entry {
-  return { index: e.index, term: e.term, type: e.type ?? "normal", data: new Uint8Array(e.data) };
+  return { index: e.index, term: e.term, type: e.type ?? "normal", data: e.data };
 }
 
 function toWalHardState(h: HardState): { term: number; vote: bigint; commit: number } {
