@@ -35,7 +35,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Etcd3 } from "etcd3";
 import { initialClusterOf, type MemberAddress, memberArgs } from "../src/etcd/member-args.js";
-import { MEMBER_NODE_FLAGS } from "../src/etcd/node-flags.js";
+import { memberProcessArgs } from "../src/etcd/node-flags.js";
 import {
   countError,
   describeErrors,
@@ -145,7 +145,7 @@ class Store {
         );
         m.proc =
           kind === "lab"
-            ? spawnProc(`${kind}-${size}-${m.name}`, process.execPath, [...MEMBER_NODE_FLAGS, LAB_CLI, "etcd", ...args])
+            ? spawnProc(`${kind}-${size}-${m.name}`, process.execPath, memberProcessArgs(LAB_CLI, args))
             : spawnProc(`${kind}-${size}-${m.name}`, REAL_ETCD, args);
       }
       await s.ready();

@@ -21,7 +21,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Etcd3, type ICallable, type IHashKVResponse, type IStatusResponse } from "etcd3";
 import { initialClusterOf, memberArgs } from "../src/etcd/member-args.js";
-import { MEMBER_NODE_FLAGS } from "../src/etcd/node-flags.js";
+import { memberProcessArgs } from "../src/etcd/node-flags.js";
 import {
   alternately,
   CONNECTIONS,
@@ -130,7 +130,7 @@ class Cluster {
     const stdio: ["ignore", "pipe", "pipe"] = ["ignore", "pipe", "pipe"];
     const child = track(
       this.kind === "lab"
-        ? spawn(process.execPath, [...MEMBER_NODE_FLAGS, LAB_CLI, "etcd", ...args], { env, stdio })
+        ? spawn(process.execPath, memberProcessArgs(LAB_CLI, args), { env, stdio })
         : spawn(REAL_ETCD, args, { env, stdio }),
     );
     m.child = child;

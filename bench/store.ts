@@ -15,7 +15,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Etcd3 } from "etcd3";
 import { memberArgs } from "../src/etcd/member-args.js";
-import { MEMBER_NODE_FLAGS } from "../src/etcd/node-flags.js";
+import { memberProcessArgs } from "../src/etcd/node-flags.js";
 import {
   alternately,
   CONNECTIONS,
@@ -69,7 +69,7 @@ async function startServer(kind: "lab" | "etcd"): Promise<Server> {
   const args = memberArgs({ name: "bench", dataDir: path.join(dir, "data"), clientPort: client, peerPort: peer });
   const child = track(
     kind === "lab"
-      ? spawn(process.execPath, [...MEMBER_NODE_FLAGS, LAB_CLI, "etcd", ...args], { stdio: "ignore" })
+      ? spawn(process.execPath, memberProcessArgs(LAB_CLI, args), { stdio: "ignore" })
       : spawn(REAL_ETCD, args, { stdio: "ignore" }),
   );
   const endpoint = `127.0.0.1:${client}`;

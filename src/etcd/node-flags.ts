@@ -12,3 +12,8 @@
  * `lab etcd` started by hand runs without them unless given: `node --max-semi-space-size=4 $(command -v lab) etcd ...`.
  */
 export const MEMBER_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=4"];
+
+/** The arguments after the Node.js binary that run `lab etcd <etcdArgs>` as a store member. */
+export function memberProcessArgs(labMain: string, etcdArgs: readonly string[]): string[] {
+  return [...MEMBER_NODE_FLAGS, labMain, "etcd", ...etcdArgs];
+}

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { MEMBER_NODE_FLAGS } from "../etcd/node-flags.js";
+import { memberProcessArgs } from "../etcd/node-flags.js";
 import type { Logger } from "../util/logger.js";
 import { yaml } from "../util/yaml-lazy.js";
 
@@ -116,9 +116,8 @@ export function resolveCommand(
   labMain: string,
 ): { file: string; args: string[]; argv0: string } {
   const [name, ...rest] = command as [string, ...string[]];
-  const sub: Record<string, string> = { etcd: "etcd", "kube-apiserver": "apiserver", "lab-lb": "lb" };
-  if (name === "etcd")
-    return { file: process.execPath, args: [...MEMBER_NODE_FLAGS, labMain, "etcd", ...rest], argv0: name };
+  const sub: Record<string, string> = { "kube-apiserver": "apiserver", "lab-lb": "lb" };
+  if (name === "etcd") return { file: process.execPath, args: memberProcessArgs(labMain, rest), argv0: name };
   if (sub[name]) return { file: process.execPath, args: [labMain, sub[name] as string, ...rest], argv0: name };
   if (name === "lab") return { file: process.execPath, args: [labMain, ...rest], argv0: "lab" };
   return { file: name, args: rest, argv0: name };

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import * as path from "node:path";
 import { initialClusterOf, memberArgs } from "../../src/etcd/member-args.js";
-import { MEMBER_NODE_FLAGS } from "../../src/etcd/node-flags.js";
+import { memberProcessArgs } from "../../src/etcd/node-flags.js";
 import { etcdctl, freePort, LAB_CLI, REAL_ETCD, sleep, tempDir, waitHealthy } from "./nodes.js";
 
 /**
@@ -114,7 +114,7 @@ export class TestCluster {
     for (const k of Object.keys(env)) if (k.startsWith("ETCD_")) delete env[k];
     const child =
       this.kind === "lab"
-        ? spawn(process.execPath, [...MEMBER_NODE_FLAGS, LAB_CLI, "etcd", ...args], {
+        ? spawn(process.execPath, memberProcessArgs(LAB_CLI, args), {
             env,
             stdio: ["ignore", "pipe", "pipe"],
           })

@@ -4,7 +4,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { memberArgs } from "../../src/etcd/member-args.js";
-import { MEMBER_NODE_FLAGS } from "../../src/etcd/node-flags.js";
+import { memberProcessArgs } from "../../src/etcd/node-flags.js";
 import { freeLoopbackPort } from "../../src/util/ports.js";
 
 /**
@@ -69,7 +69,7 @@ async function startNode(kind: "lab" | "etcd", options: NodeOptions): Promise<Ru
   for (const k of Object.keys(env)) if (k.startsWith("ETCD_") && !options.env?.[k]) delete env[k];
   const child =
     kind === "lab"
-      ? spawn(process.execPath, [...MEMBER_NODE_FLAGS, LAB_CLI, "etcd", ...args], {
+      ? spawn(process.execPath, memberProcessArgs(LAB_CLI, args), {
           env,
           stdio: ["ignore", "pipe", "pipe"],
         })

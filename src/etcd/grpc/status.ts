@@ -44,11 +44,4 @@ export class CallMetadata {
   get(key: string): Array<string | Buffer> {
     return [...(this.entries.get(key.toLowerCase()) ?? [])];
   }
-
-  /** The first value of each key. */
-  getMap(): Record<string, string | Buffer> {
-    const out: Record<string, string | Buffer> = {};
-    for (const [key, values] of this.entries) if (values[0] !== undefined) out[key] = values[0];
-    return out;
-  }
 }
