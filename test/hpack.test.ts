@@ -280,6 +280,29 @@ describe("malformed blocks", () => {
     expect(huffmanDecode(hex("07"))).toBe("0"); // "0" then 111
   });
 
+  it("decodes a repeated Huffman-coded literal the same each time, and refuses a bad one each time", () => {
+    // :path (static index 4) as a literal without indexing, as gRPC clients send it with every call.
+    const example = hex("04 8c f1e3 c2e5 f23a 6ba0 ab90 f4ff"); // "www.example.com"
+    const noCache = hex("04 86 a8eb 1064 9cbf"); // "no-cache"
+    const d = new HpackDecoder();
+    for (let i = 0; i < 3; i++) {
+      expect(d.decode(example)).toEqual([[":path", "www.example.com"]]);
+      expect(d.decode(noCache)).toEqual([[":path", "no-cache"]]);
+      expect(d.decode(Buffer.concat([noCache, example]))).toEqual([
+        [":path", "no-cache"],
+        [":path", "www.example.com"],
+      ]);
+      expect(() => d.decode(hex("04 84 ffff ffff"))).toThrow(/EOS symbol/);
+    }
+    // More distinct strings than the decoder remembers, then the first again.
+    const coded = ["07", "0f", "17", "1f", "27", "2f", "37", "3f", "47", "4f"]; // ten one-symbol strings
+    const blocks = coded.map((c) => hex(`04 81 ${c}`));
+    const expected = blocks.map((b) => d.decode(b)[0]?.[1]);
+    expect(expected).toEqual(["0", "1", "2", "a", "c", "e", "i", "o", "s", "t"]);
+    expect(blocks.map((b) => d.decode(b)[0]?.[1])).toEqual(expected);
+    expect(d.tableSize).toBe(0);
+  });
+
   it("an entry larger than the whole table empties it and is not added", () => {
     const d = new HpackDecoder(64);
     d.decode(hex("20")); // size update to 0 …

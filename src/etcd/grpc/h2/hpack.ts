@@ -177,7 +177,10 @@ export function huffmanDecode(bytes: Uint8Array): string {
 /** Reads HPACK's prefixed integers and strings from one header block. */
 class BlockReader {
   offset = 0;
-  constructor(private readonly block: Uint8Array) {}
+  constructor(
+    private readonly block: Uint8Array,
+    private readonly huffman: HuffmanMemo,
+  ) {}
 
   get done(): boolean {
     return this.offset >= this.block.length;
@@ -210,13 +213,42 @@ class BlockReader {
     const bytes = this.block.subarray(this.offset, this.offset + length);
     this.offset += length;
     return huffman
-      ? huffmanDecode(bytes)
+      ? this.huffman.decode(bytes)
       : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("latin1");
   }
 
   private byte(): number {
     if (this.offset >= this.block.length) throw new HpackError("header block ends inside a field");
     return this.block[this.offset++] ?? 0;
+  }
+}
+
+/**
+ * The last few Huffman-coded strings one connection's peer sent, decoded. gRPC clients send the
+ * method's :path as a literal that is never added to the dynamic table, so every call carries the
+ * same Huffman-coded bytes; comparing them with the last ones costs far less than decoding bit by
+ * bit. Only short strings are kept, and only strings that decoded without an error.
+ */
+class HuffmanMemo {
+  private static readonly ENTRIES = 8;
+  private static readonly MAX_BYTES = 128;
+  private readonly coded: Buffer[] = [];
+  private readonly decoded: string[] = [];
+
+  decode(bytes: Uint8Array): string {
+    for (let i = 0; i < this.coded.length; i++) {
+      if ((this.coded[i] as Buffer).equals(bytes)) return this.decoded[i] as string;
+    }
+    const text = huffmanDecode(bytes);
+    if (bytes.length <= HuffmanMemo.MAX_BYTES) {
+      if (this.coded.length === HuffmanMemo.ENTRIES) {
+        this.coded.pop();
+        this.decoded.pop();
+      }
+      this.coded.unshift(Buffer.from(bytes));
+      this.decoded.unshift(text);
+    }
+    return text;
   }
 }
 
@@ -229,6 +261,7 @@ export class HpackDecoder {
   private entries: HeaderField[] = [];
   private size = 0;
   private maxSize: number;
+  private readonly huffman = new HuffmanMemo();
 
   /** @param limit the SETTINGS_HEADER_TABLE_SIZE we announced: the peer may never exceed it. */
   constructor(private readonly limit = 4096) {
@@ -242,7 +275,7 @@ export class HpackDecoder {
 
   /** Decodes one complete header block (HEADERS plus any CONTINUATION payloads, joined). */
   decode(block: Uint8Array): HeaderField[] {
-    const reader = new BlockReader(block);
+    const reader = new BlockReader(block, this.huffman);
     const fields: HeaderField[] = [];
     while (!reader.done) {
       const first = reader.peek();
