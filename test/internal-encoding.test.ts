@@ -1,5 +1,6 @@
+import protobuf from "protobufjs";
 import { describe, expect, it } from "vitest";
-import { decodeInternal, encodeInternal } from "../src/etcd/proto.js";
+import { decodeInternal, encodeInternal, PROTO_DIR } from "../src/etcd/proto.js";
 import { serviceOf } from "../src/etcd/proto-client.js";
 import type { InternalRequest } from "../src/etcd/wire.js";
 import { BinaryReader, BinaryWriter } from "../src/util/binary.js";
@@ -74,6 +75,41 @@ describe("snapshot field encoding (BinaryWriter)", () => {
   it("writes signed 64-bit IDs, zero included", () => {
     for (const v of [0n, 1n, -1n, 2n ** 63n - 1n, -(2n ** 63n)]) {
       expect(written((w) => w.i64(v))).toEqual(asBigInt(v, true));
+    }
+  });
+});
+
+describe("response header encoding", () => {
+  /** protobufjs' own generated conversion, from a root of ours that never had the fast path. */
+  function referencePutResponse(): protobuf.Type {
+    const root = new protobuf.Root();
+    root.resolvePath = (_origin, target) => (target.startsWith("/") ? target : PROTO_DIR + target);
+    root.loadSync(["etcdserverpb/rpc.proto"], { keepCase: true });
+    root.resolveAll();
+    return root.lookupType("etcdserverpb.PutResponse");
+  }
+
+  it("encodes every header shape byte for byte as protobufjs' generated conversion does", () => {
+    const put = (
+      serviceOf("etcdserverpb.KV").service as unknown as Record<string, { responseSerialize(v: object): Buffer }>
+    ).Put;
+    if (!put) throw new Error("no Put method");
+    const reference = referencePutResponse();
+    const headers: Array<Record<string, unknown>> = [
+      { cluster_id: "14841639068965178418", member_id: "10276657743932975437", revision: 42, raft_term: 3 },
+      { cluster_id: "18446744073709551615", member_id: "0", revision: 0, raft_term: 0 },
+      { cluster_id: "1", member_id: "4294967296", revision: Number.MAX_SAFE_INTEGER, raft_term: 2 ** 32 },
+      // Shapes the fast path hands back to the generated conversion.
+      { cluster_id: 7, member_id: "8", revision: "9", raft_term: "10" },
+      { cluster_id: "12", member_id: "13", revision: -1, raft_term: 1 },
+      { member_id: "13", revision: 5 },
+    ];
+    for (const header of headers) {
+      for (const prev_kv of [undefined, { key: Buffer.from("k"), value: Buffer.from("v"), mod_revision: "5" }]) {
+        const message = prev_kv ? { header, prev_kv } : { header };
+        const expected = Buffer.from(reference.encode(reference.fromObject(message)).finish());
+        expect(put.responseSerialize(message).toString("hex")).toBe(expected.toString("hex"));
+      }
     }
   });
 });

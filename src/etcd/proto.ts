@@ -31,9 +31,62 @@ function protoRoot(): protobuf.Root {
     root.resolvePath = (_origin, target) => (target.startsWith("/") ? target : PROTO_DIR + target);
     root.loadSync(FILES, { keepCase: true });
     root.resolveAll();
+    keepResponseHeaderIds(root.lookupType("etcdserverpb.ResponseHeader"));
     cachedRoot = root;
   }
   return cachedRoot;
+}
+
+const UINT64_DECIMAL = /^\d{1,20}$/;
+const HEADER_FIELDS = ["cluster_id", "member_id", "revision", "raft_term"] as const;
+
+/** What protobufjs' writer reads of a 64-bit integer given as an object (a Long). */
+interface LongLike {
+  readonly low: number;
+  readonly high: number;
+  readonly unsigned: boolean;
+}
+
+/**
+ * Every response carries a ResponseHeader whose cluster and member IDs arrive as decimal strings
+ * (CONVERSION's `longs: String`), and protobufjs' generated fromObject turns each into a Long
+ * digit by digit, for every answer. The IDs hardly ever change, so their Longs are kept here;
+ * revisions and terms arrive as numbers, which protobufjs' writer encodes as they are. Any other
+ * shape goes through the generated conversion. Installed once per parsed root: a parent message's
+ * generated fromObject calls its field type's `fromObject` property.
+ */
+function keepResponseHeaderIds(type: protobuf.Type): void {
+  type.setup();
+  const generated = type.fromObject.bind(type);
+  const ids = new Map<string, LongLike>();
+  /** A decimal uint64 as the low and high words protobufjs' writer reads, or undefined. */
+  const idOf = (text: string): LongLike | undefined => {
+    let id = ids.get(text);
+    if (id === undefined) {
+      if (!UINT64_DECIMAL.test(text) || BigInt(text) > 0xffffffffffffffffn) return undefined;
+      if (ids.size >= 16) ids.clear(); // the IDs of a member and its cluster: never grows without bound
+      const value = BigInt(text);
+      id = { low: Number(value & 0xffffffffn) | 0, high: Number(value >> 32n) | 0, unsigned: true };
+      ids.set(text, id);
+    }
+    return id;
+  };
+  type.fromObject = (object: Record<string, unknown>): protobuf.Message => {
+    const out: Record<string, unknown> = {};
+    for (const name of HEADER_FIELDS) {
+      const v = object[name];
+      if (v === undefined || v === null) continue;
+      const fast =
+        typeof v === "number" && Number.isSafeInteger(v) && v >= 0
+          ? v
+          : typeof v === "string" && name !== "revision"
+            ? idOf(v)
+            : undefined;
+      if (fast === undefined) return generated(object);
+      out[name] = fast;
+    }
+    return out as unknown as protobuf.Message;
+  };
 }
 
 function serializer(type: protobuf.Type): grpc.serialize<object> {
