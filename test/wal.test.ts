@@ -64,6 +64,24 @@ describe("write-ahead log", () => {
     await w2.close();
   });
 
+  it("reads back indexes, terms and hard state fields beyond 32 bits, and refuses ones that are not log positions", async () => {
+    const dir = tempDir("wal");
+    const { wal } = Wal.open(dir, { fsync: true });
+    const big = 2 ** 40 + 5;
+    await wal.append([{ index: big, term: 2 ** 33 + 1, data: Buffer.from("far") }], {
+      term: Number.MAX_SAFE_INTEGER,
+      vote: 2n ** 64n - 1n,
+      commit: 2 ** 32,
+    });
+    expect(() => wal.append([{ index: -1, term: 1, data: Buffer.alloc(0) }])).toThrow(RangeError);
+    expect(() => wal.append([], { term: 1.5, vote: 0n, commit: 0 })).toThrow(RangeError);
+    await wal.close();
+    const { wal: w2, contents } = Wal.open(dir, { fsync: true });
+    expect(contents.entries.map((e) => [e.index, e.term, e.data.toString()])).toEqual([[big, 2 ** 33 + 1, "far"]]);
+    expect(contents.hardState).toEqual({ term: Number.MAX_SAFE_INTEGER, vote: 2n ** 64n - 1n, commit: 2 ** 32 });
+    await w2.close();
+  });
+
   it("truncates a torn last record with a warning, and appends after it", async () => {
     const dir = tempDir("wal");
     await writeEntries(dir, 10);

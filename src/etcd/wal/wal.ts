@@ -477,19 +477,33 @@ function encodeEntry(e: WalEntry): Buffer {
   const buf = Buffer.allocUnsafe(HEADER + 16 + e.data.length);
   buf.writeUInt32LE(16 + e.data.length, 0);
   buf[8] = e.type === "confChange" ? RecordType.ConfEntry : RecordType.Entry;
-  buf.writeBigUInt64LE(BigInt(e.index), HEADER);
-  buf.writeBigUInt64LE(BigInt(e.term), HEADER + 8);
+  writeUint64(buf, e.index, HEADER);
+  writeUint64(buf, e.term, HEADER + 8);
   e.data.copy(buf, HEADER + 16);
   buf.writeUInt32LE(crc32c(buf.subarray(8)), 4);
   return buf;
 }
 
+/** A hard state record, written in place (one is appended with nearly every Ready). */
 function encodeHardState(h: HardState): Buffer {
-  const payload = Buffer.alloc(24);
-  payload.writeBigUInt64LE(BigInt(h.term), 0);
-  payload.writeBigUInt64LE(h.vote, 8);
-  payload.writeBigUInt64LE(BigInt(h.commit), 16);
-  return encodeRecord(RecordType.HardState, payload);
+  const buf = Buffer.allocUnsafe(HEADER + 24);
+  buf.writeUInt32LE(24, 0);
+  buf[8] = RecordType.HardState;
+  writeUint64(buf, h.term, HEADER);
+  buf.writeBigUInt64LE(h.vote, HEADER + 8);
+  writeUint64(buf, h.commit, HEADER + 16);
+  buf.writeUInt32LE(crc32c(buf.subarray(8)), 4);
+  return buf;
+}
+
+/**
+ * A safe integer as 8 little-endian bytes, as writeBigUInt64LE(BigInt(n)) writes it without
+ * making two BigInts per field on the write path.
+ */
+function writeUint64(buf: Buffer, n: number, offset: number): void {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`not a log index or term: ${n}`);
+  buf.writeUInt32LE(n % 0x1_0000_0000, offset);
+  buf.writeUInt32LE(Math.floor(n / 0x1_0000_0000), offset + 4);
 }
 
 interface ParsedRecord {
