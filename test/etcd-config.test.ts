@@ -411,6 +411,21 @@ describe("auto compaction", () => {
   });
 });
 
+describe("--metrics", () => {
+  it("is basic unless extensive is asked for, by flag or ETCD_METRICS", () => {
+    expect(cfg([]).metrics).toBe("basic");
+    expect(cfg(["--metrics", "extensive"]).metrics).toBe("extensive");
+    expect(cfg([], { ETCD_METRICS: "extensive" }).metrics).toBe("extensive");
+  });
+
+  // etcd 3.4 takes any other word as basic; a typo here would silently drop the histograms.
+  it.each(["extensiv", "", "Extensive"])("rejects --metrics=%j, naming the two levels", (level) => {
+    const e = usageError([`--metrics=${level}`]);
+    expect(e.message).toContain(`invalid value ${JSON.stringify(level)} for --metrics`);
+    expect(e.message).toContain("'basic', 'extensive'");
+  });
+});
+
 describe("durations", () => {
   it.each([
     ["10m", 600_000],

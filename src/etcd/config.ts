@@ -58,6 +58,8 @@ export interface EtcdConfig {
   logger: "zap" | "capnslog";
   logOutputs: string[];
   listenMetricsUrls: URL[];
+  /** `--metrics`: "extensive" adds grpc_server_handling_seconds, a histogram per gRPC method. */
+  metrics: "basic" | "extensive";
   /** Accepted for compatibility; lab etcd serves only the v3 API. */
   enableV2: boolean;
   certFile?: string;
@@ -555,6 +557,13 @@ const FLAGS = {
     parse: urlListParser("", { bind: true }),
   }),
 
+  metrics: spec({
+    group: "Profiling and Monitoring",
+    def: "basic",
+    help: "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics.",
+    parse: oneOf(["basic", "extensive"] as const),
+  }),
+
   logger: spec({
     group: "Logging",
     def: "capnslog",
@@ -644,7 +653,6 @@ const UNSUPPORTED_ETCD_FLAGS = new Set([
   "bcrypt-cost",
   "auth-token-ttl",
   "enable-pprof",
-  "metrics",
   "proxy",
   "proxy-failure-wait",
   "proxy-refresh-interval",
@@ -958,6 +966,7 @@ export function parseEtcdConfig(
     logger: get("logger"),
     logOutputs: get("log-outputs"),
     listenMetricsUrls: get("listen-metrics-urls"),
+    metrics: get("metrics"),
     enableV2: get("enable-v2"),
     clientCertAuth: get("client-cert-auth"),
     peerClientCertAuth: get("peer-client-cert-auth"),

@@ -28,13 +28,27 @@ export class Histogram {
   }
 
   render(name: string, help: string): string[] {
-    const out = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
+    return [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`, ...this.samples(name)];
+  }
+
+  /**
+   * The sample lines alone, for one labelled series of a histogram family. `labels` is what goes
+   * inside the braces before `le`, e.g. `grpc_method="Put"`.
+   */
+  samples(name: string, labels = ""): string[] {
+    const prefix = labels === "" ? "" : `${labels},`;
+    const suffix = labels === "" ? "" : `{${labels}}`;
+    const out: string[] = [];
     let cumulative = 0;
     this.bounds.forEach((b, i) => {
       cumulative += this.counts[i] as number;
-      out.push(`${name}_bucket{le="${b}"} ${cumulative}`);
+      out.push(`${name}_bucket{${prefix}le="${b}"} ${cumulative}`);
     });
-    out.push(`${name}_bucket{le="+Inf"} ${this.total}`, `${name}_sum ${this.sum}`, `${name}_count ${this.total}`);
+    out.push(
+      `${name}_bucket{${prefix}le="+Inf"} ${this.total}`,
+      `${name}_sum${suffix} ${this.sum}`,
+      `${name}_count${suffix} ${this.total}`,
+    );
     return out;
   }
 }

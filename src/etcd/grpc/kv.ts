@@ -42,7 +42,7 @@ export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedSer
   };
 
   return {
-    Range: unary<RangeRequest>(metrics, "Range", async (r) => {
+    Range: unary<RangeRequest>(async (r) => {
       if (r.key.length === 0) throw new EtcdError("EmptyKey");
       metrics.rangeTotal++;
       // Linearizable unless asked otherwise: confirm the leader's commit index first (ReadIndex).
@@ -53,17 +53,17 @@ export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedSer
       const resp = server.range(r);
       return withHeader(server, resp, int(resp.header?.revision));
     }),
-    Put: unary<PutRequest>(metrics, "Put", async (p) => {
+    Put: unary<PutRequest>(async (p) => {
       checkPutRequest(p);
       metrics.putTotal++;
       return write({ put: p }, p.key.length + p.value.length + QUOTA_OVERHEAD);
     }),
-    DeleteRange: unary<DeleteRangeRequest>(metrics, "DeleteRange", async (d) => {
+    DeleteRange: unary<DeleteRangeRequest>(async (d) => {
       if (d.key.length === 0) throw new EtcdError("EmptyKey");
       metrics.deleteTotal++;
       return write({ delete_range: d }, 0);
     }),
-    Txn: unary<TxnRequest>(metrics, "Txn", async (t) => {
+    Txn: unary<TxnRequest>(async (t) => {
       checkTxnRequest(t, server.config.maxTxnOps);
       // After every op is checked (as etcd does, to avoid a quadratic blowup on bad requests).
       checkIntervals(t.success);
@@ -80,7 +80,7 @@ export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedSer
       }
       return write({ txn: t }, txnCost(t));
     }),
-    Compact: unary<CompactionRequest>(metrics, "Compact", async (c) => {
+    Compact: unary<CompactionRequest>(async (c) => {
       refuseOnLearner(server);
       const result = await server.propose({ compaction: c });
       return withHeader(server, result.response, result.revision);

@@ -5,13 +5,12 @@ import type { EtcdServer } from "../server/server.js";
 import { bigint, int, type LeaseGrantRequest, type LeaseRevokeRequest } from "../wire.js";
 import { serviceError } from "./errors.js";
 import { header, refuseOnLearner, withHeader } from "./kv.js";
-import type { Metrics } from "./metrics.js";
 import { unary } from "./unary.js";
 
 /** The Lease service: grant and revoke through the log; keep-alive and TTL queries on the leader. */
-export function leaseService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
+export function leaseService(server: EtcdServer): grpc.UntypedServiceImplementation {
   return {
-    LeaseGrant: unary<LeaseGrantRequest>(metrics, "LeaseGrant", async (r) => {
+    LeaseGrant: unary<LeaseGrantRequest>(async (r) => {
       refuseOnLearner(server);
       if (int(r.TTL) > MAX_LEASE_TTL) throw new EtcdError("LeaseTTLTooLarge");
       let id = bigint(r.ID);
@@ -25,12 +24,12 @@ export function leaseService(server: EtcdServer, metrics: Metrics): grpc.Untyped
       const result = await server.propose(body);
       return withHeader(server, result.response, result.revision);
     }),
-    LeaseRevoke: unary<LeaseRevokeRequest>(metrics, "LeaseRevoke", async (r) => {
+    LeaseRevoke: unary<LeaseRevokeRequest>(async (r) => {
       refuseOnLearner(server);
       const result = await server.propose({ lease_revoke: { ID: r.ID } });
       return withHeader(server, result.response, result.revision);
     }),
-    LeaseTimeToLive: unary<{ ID: string; keys: boolean }>(metrics, "LeaseTimeToLive", async (r) => {
+    LeaseTimeToLive: unary<{ ID: string; keys: boolean }>(async (r) => {
       refuseOnLearner(server);
       // Remaining TTLs are the leader's to know: a follower asks it.
       const t = await server.leaseTimeToLive(bigint(r.ID));
@@ -45,7 +44,7 @@ export function leaseService(server: EtcdServer, metrics: Metrics): grpc.Untyped
         keys: r.keys ? t.keys.map((k) => Buffer.from(k, "latin1")) : [],
       };
     }),
-    LeaseLeases: unary<object>(metrics, "LeaseLeases", () => {
+    LeaseLeases: unary<object>(() => {
       refuseOnLearner(server);
       return {
         header: header(server, server.mvcc.currentRevision),
@@ -57,7 +56,6 @@ export function leaseService(server: EtcdServer, metrics: Metrics): grpc.Untyped
       };
     }),
     LeaseKeepAlive: (call: grpc.ServerDuplexStream<{ ID: string }, object>) => {
-      metrics.countRequest("LeaseKeepAlive");
       if (server.isLearner) {
         call.destroy(serviceError(new EtcdError("NotSupportedForLearner")));
         return;

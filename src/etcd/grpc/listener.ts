@@ -32,20 +32,20 @@ export interface ClientListeners {
 }
 
 export async function listenClients(server: EtcdServer, logger: Logger): Promise<ClientListeners> {
-  const metrics = new Metrics();
+  const metrics = new Metrics(server.config.metrics);
   const maxReceive = server.config.maxRequestBytes + GRPC_OVERHEAD_BYTES;
-  const grpcServer = new GrpcServer({ maxReceiveMessageLength: maxReceive });
+  const grpcServer = new GrpcServer({ maxReceiveMessageLength: maxReceive, observer: metrics });
   const add = (service: string, implementation: object): void =>
     grpcServer.addService(
       serviceDefinitionOf(service) as unknown as Record<string, MethodDefinition>,
       implementation as Record<string, never>,
     );
   add("etcdserverpb.KV", kvService(server, metrics));
-  add("etcdserverpb.Watch", watchService(server, metrics));
-  add("etcdserverpb.Lease", leaseService(server, metrics));
-  add("etcdserverpb.Maintenance", maintenanceService(server, metrics));
-  add("etcdserverpb.Cluster", clusterService(server, metrics));
-  add("etcdserverpb.Auth", authService(metrics));
+  add("etcdserverpb.Watch", watchService(server));
+  add("etcdserverpb.Lease", leaseService(server));
+  add("etcdserverpb.Maintenance", maintenanceService(server));
+  add("etcdserverpb.Cluster", clusterService(server));
+  add("etcdserverpb.Auth", authService());
   add("grpc.health.v1.Health", healthService(server));
 
   const answer = httpResponder(server, metrics);

@@ -6,22 +6,21 @@ import { SERVER_VERSION } from "../server/server.js";
 import { AlarmAction, type AlarmRequest, AlarmType, bigint, int } from "../wire.js";
 import { serviceError } from "./errors.js";
 import { header } from "./kv.js";
-import type { Metrics } from "./metrics.js";
 import { unary } from "./unary.js";
 
 const SNAPSHOT_CHUNK = 32 * 1024;
 const ALARM_NAMES: Record<number, string> = { 0: "NONE", 1: "NOSPACE", 2: "CORRUPT" };
 
-export function maintenanceService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
+export function maintenanceService(server: EtcdServer): grpc.UntypedServiceImplementation {
   return {
-    Alarm: unary<AlarmRequest>(metrics, "Alarm", async (a) => {
+    Alarm: unary<AlarmRequest>(async (a) => {
       // etcd 3.4 answers Alarm, Defragment and Snapshot without a response header.
       if (a.action === AlarmAction.GET) return { alarms: server.alarms.get(a.alarm) };
       const result = await server.propose({ alarm: a });
       const { header: _omit, ...rest } = result.response as { header?: unknown };
       return rest;
     }),
-    Status: unary<object>(metrics, "Status", () => {
+    Status: unary<object>(() => {
       const errors = server.alarms.get().map((a) => `memberID:${a.memberID} alarm:${ALARM_NAMES[a.alarm] ?? a.alarm} `);
       const failure = server.storageFailure;
       if (failure) errors.push(failure.message);
@@ -38,24 +37,23 @@ export function maintenanceService(server: EtcdServer, metrics: Metrics): grpc.U
         isLearner: server.isLearner,
       };
     }),
-    Defragment: unary<object>(metrics, "Defragment", () => {
+    Defragment: unary<object>(() => {
       server.defragment();
       return {};
     }),
-    Hash: unary<object>(metrics, "Hash", () => {
+    Hash: unary<object>(() => {
       const h = server.mvcc.hashKV(0);
       return { header: header(server, server.mvcc.currentRevision), hash: h.hash };
     }),
-    HashKV: unary<{ revision: string }>(metrics, "HashKV", (r) => {
+    HashKV: unary<{ revision: string }>((r) => {
       const h = server.mvcc.hashKV(int(r.revision));
       // etcd reports its store's compaction revision as is: -1 until something is compacted.
       return { header: header(server, h.revision), hash: h.hash, compact_revision: server.mvcc.firstRevision };
     }),
     Snapshot: (call: grpc.ServerWritableStream<object, object>) => {
-      metrics.countRequest("Snapshot");
       streamSnapshot(server, call).catch((err: unknown) => call.destroy(serviceError(err)));
     },
-    MoveLeader: unary<{ targetID: string }>(metrics, "MoveLeader", async (r) => {
+    MoveLeader: unary<{ targetID: string }>(async (r) => {
       await server.moveLeader(bigint(r.targetID));
       return { header: header(server, server.mvcc.currentRevision) };
     }),
@@ -87,7 +85,7 @@ async function streamSnapshot(server: EtcdServer, call: grpc.ServerWritableStrea
   call.end();
 }
 
-export function clusterService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
+export function clusterService(server: EtcdServer): grpc.UntypedServiceImplementation {
   const members = (): object[] =>
     server.members.map((m) => ({
       ID: m.id.toString(),
@@ -103,8 +101,8 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
     raft_term: server.raftTerm,
   });
   return {
-    MemberList: unary<object>(metrics, "MemberList", () => ({ header: clusterHeader(), members: members() })),
-    MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(metrics, "MemberAdd", async (r) => {
+    MemberList: unary<object>(() => ({ header: clusterHeader(), members: members() })),
+    MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(async (r) => {
       const peerUrls = checkPeerUrls(r.peerURLs);
       if (!r.isLearner) checkStartedQuorum(server, { adding: true });
       const id = server.newMemberId(peerUrls);
@@ -115,7 +113,7 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
         members: members(),
       };
     }),
-    MemberRemove: unary<{ ID: string }>(metrics, "MemberRemove", async (r) => {
+    MemberRemove: unary<{ ID: string }>(async (r) => {
       const id = bigint(r.ID);
       const m = server.members.find((x) => x.id === id);
       if (!m) throw new EtcdError("MemberNotFound");
@@ -123,12 +121,12 @@ export function clusterService(server: EtcdServer, metrics: Metrics): grpc.Untyp
       await server.proposeConfChange({ type: "removeNode", nodeId: id }, {});
       return { header: clusterHeader(), members: members() };
     }),
-    MemberUpdate: unary<{ ID: string; peerURLs: string[] }>(metrics, "MemberUpdate", async (r) => {
+    MemberUpdate: unary<{ ID: string; peerURLs: string[] }>(async (r) => {
       const peerUrls = checkPeerUrls(r.peerURLs);
       await server.propose({ member_peer_urls: { id: r.ID, peer_urls: peerUrls } });
       return { header: clusterHeader(), members: members() };
     }),
-    MemberPromote: unary<{ ID: string }>(metrics, "MemberPromote", async (r) => {
+    MemberPromote: unary<{ ID: string }>(async (r) => {
       const id = bigint(r.ID);
       const m = server.members.find((x) => x.id === id);
       if (!m) throw new EtcdError("MemberNotFound");
@@ -197,10 +195,10 @@ const AUTH_METHODS = [
 ];
 
 /** Authentication is not built yet: every Auth RPC says so plainly instead of pretending. */
-export function authService(metrics: Metrics): grpc.UntypedServiceImplementation {
+export function authService(): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const method of AUTH_METHODS) {
-    impl[method] = unary<object>(metrics, method, () => {
+    impl[method] = unary<object>(() => {
       throw new EtcdError(
         "Unimplemented",
         `etcdserver: ${method}: authentication (users, roles, auth enable) is not implemented by the lab store yet`,

@@ -1,23 +1,120 @@
+import { Histogram } from "../../util/histogram.js";
 import type { EtcdServer } from "../server/server.js";
+import type { CallKind, CallObserver } from "./server.js";
+import type { GrpcStatusCode } from "./status.js";
+
+/** Status codes as grpc-go names them in the grpc_code label (codes.Code's String()). */
+const CODE_NAMES = [
+  "OK",
+  "Canceled",
+  "Unknown",
+  "InvalidArgument",
+  "DeadlineExceeded",
+  "NotFound",
+  "AlreadyExists",
+  "PermissionDenied",
+  "ResourceExhausted",
+  "FailedPrecondition",
+  "Aborted",
+  "OutOfRange",
+  "Unimplemented",
+  "Internal",
+  "Unavailable",
+  "DataLoss",
+  "Unauthenticated",
+];
+
+/** Prometheus' default buckets, which go-grpc-prometheus' handling-time histogram uses. */
+const HANDLING_SECONDS_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** One gRPC method's counters. */
+class CallCounters {
+  started = 0;
+  received = 0;
+  sent = 0;
+  /** Calls ended, by status code. */
+  readonly handled = new Map<GrpcStatusCode, number>();
+  constructor(readonly handlingSeconds: Histogram | undefined) {}
+}
 
 /**
  * Prometheus text exposition for /metrics, using etcd's metric names where etcd has the metric,
- * so dashboards and alert rules written for etcd read ours.
+ * so dashboards and alert rules written for etcd read ours. The grpc_server_* families are
+ * go-grpc-prometheus' (as etcd exports them): started, handled by code, messages received and
+ * sent, labelled with the method, service and call type; with `--metrics extensive`, also the
+ * handling time of every call (grpc_server_handling_seconds), which etcd's own alert on slow
+ * requests reads.
  */
-export class Metrics {
+export class Metrics implements CallObserver {
   putTotal = 0;
   deleteTotal = 0;
   rangeTotal = 0;
   txnTotal = 0;
-  private readonly requests = new Map<string, number>();
-  private readonly failures = new Map<string, number>();
+  private readonly calls = new Map<CallKind, CallCounters>();
 
-  countRequest(method: string): void {
-    this.requests.set(method, (this.requests.get(method) ?? 0) + 1);
+  constructor(private readonly level: "basic" | "extensive" = "basic") {}
+
+  started(kind: CallKind): void {
+    this.counters(kind).started++;
   }
 
-  countFailure(method: string): void {
-    this.failures.set(method, (this.failures.get(method) ?? 0) + 1);
+  received(kind: CallKind): void {
+    this.counters(kind).received++;
+  }
+
+  sent(kind: CallKind): void {
+    this.counters(kind).sent++;
+  }
+
+  handled(kind: CallKind, code: GrpcStatusCode, seconds: number): void {
+    const c = this.counters(kind);
+    c.handled.set(code, (c.handled.get(code) ?? 0) + 1);
+    c.handlingSeconds?.observe(seconds);
+  }
+
+  private counters(kind: CallKind): CallCounters {
+    let c = this.calls.get(kind);
+    if (c === undefined) {
+      c = new CallCounters(this.level === "extensive" ? new Histogram(HANDLING_SECONDS_BOUNDS) : undefined);
+      this.calls.set(kind, c);
+    }
+    return c;
+  }
+
+  /** The grpc_server_* families, series in a stable order (service, then method). */
+  private renderCalls(out: string[]): void {
+    const calls = [...this.calls].sort(
+      ([a], [b]) => a.service.localeCompare(b.service) || a.method.localeCompare(b.method),
+    );
+    const labels = (k: CallKind): string =>
+      `grpc_method="${k.method}",grpc_service="${k.service}",grpc_type="${k.type}"`;
+    const counter = (name: string, help: string, value: (c: CallCounters) => number): void => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+      for (const [k, c] of calls) out.push(`${name}{${labels(k)}} ${value(c)}`);
+    };
+    counter("grpc_server_started_total", "Total number of RPCs started on the server.", (c) => c.started);
+    out.push(
+      "# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.",
+      "# TYPE grpc_server_handled_total counter",
+    );
+    for (const [k, c] of calls) {
+      for (const [code, n] of [...c.handled].sort(([a], [b]) => a - b)) {
+        out.push(`grpc_server_handled_total{grpc_code="${CODE_NAMES[code] ?? `Code(${code})`}",${labels(k)}} ${n}`);
+      }
+    }
+    counter(
+      "grpc_server_msg_received_total",
+      "Total number of RPC stream messages received on the server.",
+      (c) => c.received,
+    );
+    counter("grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.", (c) => c.sent);
+    if (this.level !== "extensive") return;
+    out.push(
+      "# HELP grpc_server_handling_seconds Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+      "# TYPE grpc_server_handling_seconds histogram",
+    );
+    for (const [k, c] of calls)
+      out.push(...(c.handlingSeconds?.samples("grpc_server_handling_seconds", labels(k)) ?? []));
   }
 
   render(server: EtcdServer): string {
@@ -119,15 +216,7 @@ export class Metrics {
     gauge("etcd_mvcc_delete_total", "Total number of deletes seen by this member.", this.deleteTotal, "counter");
     gauge("etcd_mvcc_range_total", "Total number of ranges seen by this member.", this.rangeTotal, "counter");
     gauge("etcd_mvcc_txn_total", "Total number of txns seen by this member.", this.txnTotal, "counter");
-    out.push(
-      "# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.",
-      "# TYPE grpc_server_handled_total counter",
-    );
-    for (const [method, n] of [...this.requests].sort()) {
-      const failed = this.failures.get(method) ?? 0;
-      out.push(`grpc_server_handled_total{grpc_method="${method}",grpc_code="OK"} ${n - failed}`);
-      if (failed > 0) out.push(`grpc_server_handled_total{grpc_method="${method}",grpc_code="Error"} ${failed}`);
-    }
+    this.renderCalls(out);
     return `${out.join("\n")}\n`;
   }
 }

@@ -36,11 +36,35 @@ type Implementation = (...args: never[]) => unknown;
 interface Route {
   readonly method: MethodDefinition;
   readonly handler: Implementation;
+  readonly kind: CallKind;
+}
+
+/** What a call is, in the labels of go-grpc-prometheus (which etcd's /metrics uses). */
+export interface CallKind {
+  /** "etcdserverpb.KV" */
+  readonly service: string;
+  /** "Put" */
+  readonly method: string;
+  readonly type: "unary" | "client_stream" | "server_stream" | "bidi_stream";
+}
+
+/**
+ * Told about every call to a known method, as go-grpc-prometheus' server interceptors count them:
+ * when it starts, each message in and out, and once, how it ended. Calls of one method share one
+ * CallKind object.
+ */
+export interface CallObserver {
+  started(kind: CallKind): void;
+  received(kind: CallKind): void;
+  sent(kind: CallKind): void;
+  /** The call ended with `code` (CANCELLED when the client went away), `seconds` after it started. */
+  handled(kind: CallKind, code: GrpcStatusCode, seconds: number): void;
 }
 
 export interface GrpcServerOptions {
   /** Largest request message accepted, in bytes (grpc-go's MaxRecvMsgSize). */
   readonly maxReceiveMessageLength: number;
+  readonly observer?: CallObserver;
 }
 
 interface Status {
@@ -65,7 +89,16 @@ export class GrpcServer {
   addService(definition: Record<string, MethodDefinition>, implementation: Record<string, Implementation>): void {
     for (const [name, method] of Object.entries(definition)) {
       const handler = implementation[name];
-      if (handler) this.routes.set(method.path, { method, handler });
+      if (!handler) continue;
+      const service = method.path.slice(1, method.path.lastIndexOf("/"));
+      const type = method.requestStream
+        ? method.responseStream
+          ? "bidi_stream"
+          : "client_stream"
+        : method.responseStream
+          ? "server_stream"
+          : "unary";
+      this.routes.set(method.path, { method, handler, kind: { service, method: name, type } });
     }
   }
 
@@ -104,7 +137,7 @@ export class GrpcServer {
       this.options.maxReceiveMessageLength,
       typeof encoding === "string" ? encoding : "",
     );
-    const responder = new Responder(stream, route.method);
+    const responder = new Responder(stream, route.method, route.kind, this.options.observer);
     if (route.method.requestStream) {
       const call = new StreamCall(responder, headers);
       invokeStreaming(route.handler, call, responder);
@@ -256,18 +289,23 @@ class Responder {
   /** The status was sent (or the stream is gone): nothing more may be written. */
   finished = false;
   private deadlineTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt: number;
 
   constructor(
     readonly stream: H2Stream,
     readonly method: MethodDefinition,
-  ) {}
+    private readonly kind: CallKind,
+    private readonly observer: CallObserver | undefined,
+  ) {
+    observer?.started(kind);
+    this.startedAt = observer ? performance.now() : 0;
+  }
 
   /** Calls onCancel when the client resets the stream (or the deadline passes) before the answer. */
   watch(headers: IncomingHeaders, onCancel: (reason: string) => void): void {
     this.stream.on("close", () => {
-      if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
       if (this.finished) return;
-      this.finished = true;
+      this.end(GrpcStatus.CANCELLED);
       onCancel("cancelled");
     });
     const ms = parseTimeout(headers["grpc-timeout"]);
@@ -284,7 +322,9 @@ class Responder {
   decode(reader: MessageReader, chunk: Buffer): unknown[] | undefined {
     if (this.finished) return undefined;
     try {
-      return reader.push(chunk).map((bytes) => this.method.requestDeserialize(bytes));
+      const messages = reader.push(chunk).map((bytes) => this.method.requestDeserialize(bytes));
+      if (this.observer) for (let i = 0; i < messages.length; i++) this.observer.received(this.kind);
+      return messages;
     } catch (err) {
       this.fail(
         isStatus(err)
@@ -308,8 +348,9 @@ class Responder {
   /** A unary answer: headers, the message and OK trailers (they leave in one write). */
   answer(frame: Buffer): void {
     if (this.finished) return;
-    this.end();
+    this.end(GrpcStatus.OK);
     if (this.stream.closed) return;
+    this.observer?.sent(this.kind);
     this.stream.respond(RESPONSE_HEADERS);
     this.stream.write(frame);
     this.stream.end(OK_TRAILERS);
@@ -317,6 +358,7 @@ class Responder {
 
   /** One message of a streaming answer; `written` once it is handed to the connection. */
   write(frame: Buffer, written: () => void): void {
+    this.observer?.sent(this.kind);
     if (!this.stream.headersSent) this.stream.respond(RESPONSE_HEADERS);
     this.stream.write(frame, written);
   }
@@ -329,7 +371,7 @@ class Responder {
   /** Ends the call with a status after whatever was written (trailers-only when nothing was). */
   fail(s: Status): void {
     if (this.finished) return;
-    this.end();
+    this.end(s.code);
     if (this.stream.closed) return;
     if (!this.stream.headersSent) {
       sendTrailersOnly(this.stream, s);
@@ -338,9 +380,10 @@ class Responder {
     this.stream.end(encodeHeaders(statusFields(s)));
   }
 
-  private end(): void {
+  private end(code: GrpcStatusCode): void {
     this.finished = true;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.observer?.handled(this.kind, code, (performance.now() - this.startedAt) / 1000);
   }
 }
 

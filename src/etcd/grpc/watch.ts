@@ -9,7 +9,6 @@ import type { Watcher, WatchSink } from "../server/watch-hub.js";
 import { FilterType, int, type KeyValueMsg, type ResponseHeader } from "../wire.js";
 import { serviceError } from "./errors.js";
 import { header } from "./kv.js";
-import type { Metrics } from "./metrics.js";
 
 /**
  * The Watch service: one bidirectional stream carries many watchers. Creation, cancellation and
@@ -58,10 +57,9 @@ const HIGH_WATER_BYTES = 1024 * 1024;
 /** Size charged for responses without events. */
 const CONTROL_BYTES = 64;
 
-export function watchService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {
+export function watchService(server: EtcdServer): grpc.UntypedServiceImplementation {
   return {
     Watch: (call: grpc.ServerDuplexStream<WatchRequest, object>) => {
-      metrics.countRequest("Watch");
       if (server.isLearner) {
         call.destroy(serviceError(new EtcdError("NotSupportedForLearner")));
         return;
