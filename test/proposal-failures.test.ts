@@ -32,4 +32,24 @@ describe("failed proposals", () => {
       await cluster.stop();
     }
   }, 60_000);
+
+  it("fail as timed out (etcd's 'request timed out') once the request timeout has passed without a commit", async () => {
+    const cluster = await InMemoryCluster.start(3, ["--heartbeat-interval=20", "--election-timeout=200"]);
+    try {
+      const leader = await cluster.leader();
+      await leader.propose(putCommand("ok"));
+      // Nothing the leader sends arrives any more: its proposal is never committed.
+      cluster.hold((from) => from === leader.memberId);
+      const started = performance.now();
+      await expect(leader.propose(putCommand("never-committed"))).rejects.toMatchObject({
+        kind: "Timeout",
+        message: "request timed out",
+      });
+      // Not before etcd's request timeout (5 s plus two election timeouts).
+      expect(performance.now() - started).toBeGreaterThanOrEqual(leader.requestTimeoutMs);
+      expect(leader.proposalsFailed).toBe(1);
+    } finally {
+      await cluster.stop();
+    }
+  }, 60_000);
 });
