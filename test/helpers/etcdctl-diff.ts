@@ -319,7 +319,9 @@ export class Background {
     this.child.stderr?.on("data", (d: Buffer) => {
       this.err += d.toString();
     });
-    this.exited = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve({ code, signal })));
+    // "close", not "exit": output the process (or a command it ran, as `lock -- cmd` does) wrote
+    // just before exiting can still be in the pipe when "exit" fires.
+    this.exited = new Promise((resolve) => this.child.once("close", (code, signal) => resolve({ code, signal })));
   }
 
   get stdout(): string {
