@@ -53,6 +53,9 @@ describe("gRPC server", () => {
           cb(err);
         } else if (key === "hang") {
           // never answers: the deadline does
+        } else if (key === "wait") {
+          // never answers; says when the client gives up
+          (call as unknown as grpc.ServerUnaryCall<object, object>).on("cancelled", () => cancelled.push("Put"));
         } else if (key === "throw") {
           throw new Error("handler bug");
         } else {
@@ -78,7 +81,8 @@ describe("gRPC server", () => {
     listener?.close();
   });
 
-  function call(path: string, body: Buffer, headers: http2.OutgoingHttpHeaders = {}): Promise<Answer> {
+  /** A call whose request body goes out as the given pieces, each in a DATA frame of its own. */
+  function call(path: string, body: Buffer | Buffer[], headers: http2.OutgoingHttpHeaders = {}): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const req = session.request({
         ":method": "POST",
@@ -99,8 +103,27 @@ describe("gRPC server", () => {
       });
       req.on("end", () => resolve(answer));
       req.on("error", reject);
-      req.end(body);
+      if (Buffer.isBuffer(body)) {
+        req.end(body);
+        return;
+      }
+      const send = async (): Promise<void> => {
+        for (const piece of body) await new Promise<void>((done) => req.write(piece, () => done()));
+        req.end();
+      };
+      send().catch(reject);
     });
+  }
+
+  /** `bytes` cut at the given offsets. */
+  function pieces(bytes: Buffer, cuts: number[]): Buffer[] {
+    const out: Buffer[] = [];
+    let from = 0;
+    for (const cut of [...cuts, bytes.length]) {
+      out.push(bytes.subarray(from, cut));
+      from = cut;
+    }
+    return out;
   }
 
   it("answers a unary call with only :status and content-type, the message, then grpc-status 0", async () => {
@@ -155,6 +178,43 @@ describe("gRPC server", () => {
     expect(none.headers["grpc-status"]).toBe(String(grpc.status.INTERNAL));
   });
 
+  it("puts a message together from several DATA frames, its 5-byte prefix split too", async () => {
+    const message = frame(putRequest("k", "eight!!!"));
+    for (const cuts of [[1], [2, 4], [5], [3, 9, 10], Array.from({ length: message.length - 1 }, (_, i) => i + 1)]) {
+      const a = await call("/etcdserverpb.KV/Put", pieces(message, cuts));
+      expect(a.trailers["grpc-status"], `cut at ${cuts.join(",")}`).toBe("0");
+      const response = full.Put?.responseDeserialize(a.body.subarray(5)) as { header: { revision: string } };
+      expect(response.header.revision).toBe("8");
+    }
+    // Over the limit, whichever way the prefix arrives.
+    const big = frame(putRequest("k", "x".repeat(2000)));
+    for (const cuts of [[2], [4, 600, 1200], [5]]) {
+      const a = await call("/etcdserverpb.KV/Put", pieces(big, cuts));
+      expect(a.headers["grpc-status"], `cut at ${cuts.join(",")}`).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+    }
+    // Two messages for a unary method, in one frame or split between two.
+    const two = Buffer.concat([message, message]);
+    for (const cuts of [[], [message.length - 2], [message.length + 3]]) {
+      const a = await call("/etcdserverpb.KV/Put", pieces(two, cuts));
+      expect(a.headers["grpc-status"], `cut at ${cuts.join(",")}`).toBe(String(grpc.status.UNIMPLEMENTED));
+      expect(a.headers["grpc-message"]).toBe("grpc: 2 request messages for a unary method");
+    }
+  });
+
+  it("tells a unary handler that listens for 'cancelled' when the client resets the call", async () => {
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/etcdserverpb.KV/Put",
+      "content-type": "application/grpc",
+    });
+    req.on("error", () => {});
+    await new Promise<void>((resolve) => req.end(frame(putRequest("wait")), () => resolve()));
+    const before = cancelled.length;
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    for (let i = 0; i < 50 && cancelled.length === before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(cancelled.slice(before)).toEqual(["Put"]);
+  });
+
   it("reads gzip- and deflate-compressed messages; refuses an unknown compression", async () => {
     for (const [encoding, compress] of [
       ["gzip", zlib.gzipSync],
@@ -185,14 +245,17 @@ describe("gRPC server", () => {
     req.on("error", () => {});
     const got: Buffer[] = [];
     req.on("data", (c: Buffer) => got.push(c));
-    req.write(frame(Buffer.alloc(0)));
-    req.write(frame(Buffer.alloc(0)));
-    for (let i = 0; i < 50 && Buffer.concat(got).length < 2 * 5; i++) await new Promise((r) => setTimeout(r, 20));
+    // Two messages in one DATA frame, then a third whose prefix is split over two frames.
+    req.write(Buffer.concat([frame(Buffer.alloc(0)), frame(Buffer.alloc(0))]));
+    req.write(frame(Buffer.alloc(0)).subarray(0, 2));
+    req.write(frame(Buffer.alloc(0)).subarray(2));
+    for (let i = 0; i < 50 && Buffer.concat(got).length < 3 * 5; i++) await new Promise((r) => setTimeout(r, 20));
     const body = Buffer.concat(got);
     const first = body.readUInt32BE(1);
-    expect(body.length).toBe(2 * (5 + first)); // two framed responses, the stream still open
+    expect(body.length).toBe(3 * (5 + first)); // three framed responses, the stream still open
+    const before = cancelled.length;
     req.close(http2.constants.NGHTTP2_CANCEL);
-    for (let i = 0; i < 50 && cancelled.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(cancelled).toEqual(["Watch"]);
+    for (let i = 0; i < 50 && cancelled.length === before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(cancelled.slice(before)).toEqual(["Watch"]);
   });
 });

@@ -22,13 +22,16 @@ interface Frame {
 type Behaviour = (stream: H2Stream, headers: IncomingHeaders) => void;
 const echo: Behaviour = (stream) => {
   const parts: Buffer[] = [];
-  stream.on("data", (chunk: Buffer) => parts.push(chunk));
-  stream.on("end", () => {
-    const body = Buffer.concat(parts);
-    stream.respond(encodeHeaders([[":status", "200"]]));
-    if (body.length > 0) stream.write(body);
-    stream.end(encodeHeaders([["x-bytes", String(body.length)]]));
-  });
+  stream.listener = {
+    data: (chunk) => parts.push(chunk),
+    end: () => {
+      const body = Buffer.concat(parts);
+      stream.respond(encodeHeaders([[":status", "200"]]));
+      if (body.length > 0) stream.write(body);
+      stream.end(encodeHeaders([["x-bytes", String(body.length)]]));
+    },
+    close: () => {},
+  };
 };
 
 const servers: net.Server[] = [];
@@ -203,7 +206,10 @@ describe("with node:http2's client", () => {
     const req = session.request({ ":method": "POST", ":path": "/stream" });
     req.on("error", () => {});
     await new Promise<void>((resolve) => req.once("response", () => resolve()));
-    const closed = new Promise<void>((resolve) => streams[0]?.once("close", resolve));
+    const closed = new Promise<void>((resolve) => {
+      const stream = streams[0];
+      if (stream) stream.listener = { data: () => {}, end: () => {}, close: resolve };
+    });
     req.close(http2.constants.NGHTTP2_CANCEL);
     await closed;
     expect(streams[0]?.destroyed).toBe(true);

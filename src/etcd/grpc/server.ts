@@ -1,8 +1,7 @@
-import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 import { Duplex } from "node:stream";
 import * as zlib from "node:zlib";
-import { H2Connection, type H2Stream, type IncomingHeaders } from "./h2/connection.js";
+import { H2Connection, type H2Stream, type IncomingHeaders, type StreamListener } from "./h2/connection.js";
 import { encodeHeaders, type HeaderField } from "./h2/hpack.js";
 import { CallMetadata, GrpcStatus, type GrpcStatusCode } from "./status.js";
 
@@ -132,213 +131,152 @@ export class GrpcServer {
       sendTrailersOnly(stream, { code: GrpcStatus.UNIMPLEMENTED, details: `unknown method ${path}` });
       return;
     }
-    const encoding = headers["grpc-encoding"];
-    const reader = new MessageReader(
-      this.options.maxReceiveMessageLength,
-      typeof encoding === "string" ? encoding : "",
-    );
-    const responder = new Responder(stream, route.method, route.kind, this.options.observer);
     if (route.method.requestStream) {
-      const call = new StreamCall(responder, headers);
-      invokeStreaming(route.handler, call, responder);
-      stream.on("data", (chunk: Buffer) => {
-        const messages = responder.decode(reader, chunk);
-        if (messages) for (const m of messages) if (!call.destroyed) call.push(m);
-      });
-      stream.on("end", () => {
-        if (!call.destroyed) call.push(null);
-      });
+      const exchange = new StreamingExchange(stream, headers, route, this.options);
+      stream.listener = exchange;
+      invokeStreaming(route.handler, exchange.call, exchange);
       return;
     }
-    // Exactly one request message, then the handler.
-    let cancel: (() => void) | undefined;
-    responder.watch(headers, () => cancel?.());
-    let request: unknown;
-    let count = 0;
-    stream.on("data", (chunk: Buffer) => {
-      const messages = responder.decode(reader, chunk);
-      if (!messages) return;
-      count += messages.length;
-      if (messages.length > 0 && count === messages.length) request = messages[0];
-    });
-    stream.on("end", () => {
-      if (responder.finished) return;
-      if (count !== 1) {
-        responder.fail({
-          code: count === 0 ? GrpcStatus.INTERNAL : GrpcStatus.UNIMPLEMENTED,
-          details:
-            count === 0 ? "grpc: the request message is missing" : `grpc: ${count} request messages for a unary method`,
-        });
-        return;
-      }
-      if (route.method.responseStream) {
-        const call = new StreamCall(responder, headers, false);
-        cancel = () => call.cancel();
-        call.request = request;
-        call.push(null); // no more requests
-        invokeStreaming(route.handler, call, responder);
-        return;
-      }
-      const unaryCall = new UnaryCall(request, headers, stream);
-      cancel = () => {
-        unaryCall.cancelled = true;
-        unaryCall.emit("cancelled", "cancelled");
-      };
-      const callback = (err: unknown, value?: unknown): void => {
-        if (responder.finished) return;
-        if (err) {
-          responder.fail(statusOf(err));
-          return;
-        }
-        const frame = responder.frame(value);
-        if (frame !== undefined) responder.answer(frame);
-      };
-      try {
-        (route.handler as unknown as (call: UnaryCall, cb: typeof callback) => void)(unaryCall, callback);
-      } catch (err) {
-        callback(err);
-      }
-    });
+    // Exactly one request message; the handler runs once the client has ended its side.
+    stream.listener = new SingleRequestCall(stream, headers, route, this.options);
   }
 }
 
-function invokeStreaming(handler: Implementation, call: StreamCall, responder: Responder): void {
+function invokeStreaming(handler: Implementation, call: StreamCall, exchange: Exchange): void {
   try {
     (handler as unknown as (call: StreamCall) => void)(call);
   } catch (err) {
-    responder.fail(statusOf(err));
+    exchange.fail(statusOf(err));
   }
 }
 
-/** Splits the request body into messages, enforcing the size limit and decompressing. */
-class MessageReader {
-  private buffered: Buffer[] = [];
-  private bufferedBytes = 0;
-
-  constructor(
-    private readonly maxLength: number,
-    private readonly encoding: string,
-  ) {}
-
-  /** The complete messages the chunk finishes; throws a Status for a message gRPC must refuse. */
-  push(chunk: Buffer): Buffer[] {
-    this.buffered.push(chunk);
-    this.bufferedBytes += chunk.length;
-    const out: Buffer[] = [];
-    while (this.bufferedBytes >= 5) {
-      const head = this.peek(5);
-      const compressed = head[0] === 1;
-      const length = head.readUInt32BE(1);
-      if (length > this.maxLength) {
-        throw status(
-          GrpcStatus.RESOURCE_EXHAUSTED,
-          `grpc: received message larger than max (${length} vs. ${this.maxLength})`,
-        );
-      }
-      if (this.bufferedBytes < 5 + length) break;
-      const frame = this.take(5 + length).subarray(5);
-      out.push(compressed ? this.decompress(frame) : frame);
-    }
-    return out;
-  }
-
-  private decompress(frame: Buffer): Buffer {
-    let plain: Buffer;
-    try {
-      if (this.encoding === "gzip") plain = zlib.gunzipSync(frame);
-      else if (this.encoding === "deflate") plain = zlib.inflateSync(frame);
-      else {
-        throw status(
-          GrpcStatus.UNIMPLEMENTED,
-          `grpc: Decompressor is not installed for grpc-encoding "${this.encoding || "identity"}"`,
-        );
-      }
-    } catch (err) {
-      if (isStatus(err)) throw err;
-      throw status(GrpcStatus.INTERNAL, `grpc: failed to decompress the received message: ${String(err)}`);
-    }
-    if (plain.length > this.maxLength) {
-      throw status(
-        GrpcStatus.RESOURCE_EXHAUSTED,
-        `grpc: received message after decompression larger than max (${plain.length} vs. ${this.maxLength})`,
-      );
-    }
-    return plain;
-  }
-
-  private peek(n: number): Buffer {
-    const first = this.buffered[0] as Buffer;
-    if (first.length >= n) return first.subarray(0, n);
-    return Buffer.concat(this.buffered, this.bufferedBytes).subarray(0, n);
-  }
-
-  private take(n: number): Buffer {
-    let all: Buffer;
-    if (this.buffered.length === 1) all = this.buffered[0] as Buffer;
-    else all = Buffer.concat(this.buffered, this.bufferedBytes);
-    const taken = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.buffered = rest.length > 0 ? [rest] : [];
-    this.bufferedBytes = rest.length;
-    return taken;
-  }
-}
-
-/** The HTTP/2 side of answering one call: the response message(s), then the status. */
-class Responder {
+/**
+ * One call on one stream, as the stream's listener: it splits the request body into messages
+ * (size limit, decompression), notices the client going away or the deadline passing, and sends
+ * the answer: headers, message(s), then the status in trailers (trailers-only when nothing else
+ * was sent). Subclasses say what the request messages are for.
+ */
+abstract class Exchange implements StreamListener {
   /** The status was sent (or the stream is gone): nothing more may be written. */
   finished = false;
+  /** The start of a message whose bytes have not all arrived yet. */
+  private pending: Buffer[] | undefined;
+  private pendingBytes = 0;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private readonly startedAt: number;
 
   constructor(
     readonly stream: H2Stream,
-    readonly method: MethodDefinition,
-    private readonly kind: CallKind,
-    private readonly observer: CallObserver | undefined,
+    readonly headers: IncomingHeaders,
+    protected readonly route: Route,
+    private readonly options: GrpcServerOptions,
   ) {
-    observer?.started(kind);
-    this.startedAt = observer ? performance.now() : 0;
-  }
-
-  /** Calls onCancel when the client resets the stream (or the deadline passes) before the answer. */
-  watch(headers: IncomingHeaders, onCancel: (reason: string) => void): void {
-    this.stream.on("close", () => {
-      if (this.finished) return;
-      this.end(GrpcStatus.CANCELLED);
-      onCancel("cancelled");
-    });
+    options.observer?.started(route.kind);
+    this.startedAt = options.observer ? performance.now() : 0;
     const ms = parseTimeout(headers["grpc-timeout"]);
     if (ms === undefined) return;
     this.deadlineTimer = setTimeout(() => {
       if (this.finished) return;
       this.fail({ code: GrpcStatus.DEADLINE_EXCEEDED, details: "context deadline exceeded" });
-      onCancel("deadline");
+      this.cancel();
     }, ms);
     this.deadlineTimer.unref();
   }
 
-  /** Decodes the messages a chunk completes; on a refused message answers with its status. */
-  decode(reader: MessageReader, chunk: Buffer): unknown[] | undefined {
-    if (this.finished) return undefined;
-    try {
-      const messages = reader.push(chunk).map((bytes) => this.method.requestDeserialize(bytes));
-      if (this.observer) for (let i = 0; i < messages.length; i++) this.observer.received(this.kind);
-      return messages;
-    } catch (err) {
-      this.fail(
-        isStatus(err)
-          ? err
-          : { code: GrpcStatus.INTERNAL, details: `grpc: error unmarshalling request: ${String(err)}` },
-      );
-      return undefined;
+  /** A decoded request message. */
+  protected abstract message(request: unknown): void;
+
+  /** The client will send no more messages. */
+  abstract end(): void;
+
+  /** The client went away (or the deadline passed) before the answer: the handler should stop. */
+  protected abstract cancel(): void;
+
+  /** The stream is over; before the answer, that means the client cancelled. */
+  close(): void {
+    if (this.finished) return;
+    this.settle(GrpcStatus.CANCELLED);
+    this.cancel();
+  }
+
+  /** Request body bytes: each message they complete is decoded and handed to message(). */
+  data(chunk: Buffer): void {
+    if (this.finished) return;
+    const max = this.options.maxReceiveMessageLength;
+    let bytes = chunk;
+    if (this.pending !== undefined) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.pendingBytes < 5) return;
+      const first = this.pending[0] as Buffer;
+      const length = (first.length >= 5 ? first : Buffer.concat(this.pending, this.pendingBytes)).readUInt32BE(1);
+      // Wait for the rest (a message over the limit is refused below as soon as its length is known).
+      if (this.pendingBytes < 5 + length && length <= max) return;
+      bytes = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = undefined;
+      this.pendingBytes = 0;
     }
+    while (bytes.length >= 5) {
+      const length = bytes.readUInt32BE(1);
+      if (length > max) {
+        this.fail({
+          code: GrpcStatus.RESOURCE_EXHAUSTED,
+          details: `grpc: received message larger than max (${length} vs. ${max})`,
+        });
+        return;
+      }
+      if (bytes.length < 5 + length) break;
+      let request: unknown;
+      try {
+        const body = bytes.subarray(5, 5 + length);
+        request = this.route.method.requestDeserialize(bytes[0] === 1 ? this.decompress(body) : body);
+      } catch (err) {
+        this.fail(
+          isStatus(err)
+            ? err
+            : { code: GrpcStatus.INTERNAL, details: `grpc: error unmarshalling request: ${String(err)}` },
+        );
+        return;
+      }
+      bytes = bytes.subarray(5 + length);
+      this.options.observer?.received(this.route.kind);
+      this.message(request);
+      if (this.finished) return;
+    }
+    if (bytes.length > 0) {
+      this.pending = [bytes];
+      this.pendingBytes = bytes.length;
+    }
+  }
+
+  private decompress(frame: Buffer): Buffer {
+    const encoding = this.headers["grpc-encoding"];
+    const max = this.options.maxReceiveMessageLength;
+    let plain: Buffer;
+    try {
+      if (encoding === "gzip") plain = zlib.gunzipSync(frame);
+      else if (encoding === "deflate") plain = zlib.inflateSync(frame);
+      else {
+        const name = typeof encoding === "string" && encoding !== "" ? encoding : "identity";
+        throw status(GrpcStatus.UNIMPLEMENTED, `grpc: Decompressor is not installed for grpc-encoding "${name}"`);
+      }
+    } catch (err) {
+      if (isStatus(err)) throw err;
+      throw status(GrpcStatus.INTERNAL, `grpc: failed to decompress the received message: ${String(err)}`);
+    }
+    if (plain.length > max) {
+      throw status(
+        GrpcStatus.RESOURCE_EXHAUSTED,
+        `grpc: received message after decompression larger than max (${plain.length} vs. ${max})`,
+      );
+    }
+    return plain;
   }
 
   /** Serializes a message, or fails the call (INTERNAL) and returns undefined. */
   frame(value: unknown): Buffer | undefined {
     try {
-      return frameMessage(this.method.responseSerialize(value));
+      return frameMessage(this.route.method.responseSerialize(value));
     } catch (err) {
       this.fail({ code: GrpcStatus.INTERNAL, details: `grpc: error while marshaling: ${String(err)}` });
       return undefined;
@@ -348,9 +286,9 @@ class Responder {
   /** A unary answer: headers, the message and OK trailers (they leave in one write). */
   answer(frame: Buffer): void {
     if (this.finished) return;
-    this.end(GrpcStatus.OK);
+    this.settle(GrpcStatus.OK);
     if (this.stream.closed) return;
-    this.observer?.sent(this.kind);
+    this.options.observer?.sent(this.route.kind);
     this.stream.respond(RESPONSE_HEADERS);
     this.stream.write(frame);
     this.stream.end(OK_TRAILERS);
@@ -358,7 +296,7 @@ class Responder {
 
   /** One message of a streaming answer; `written` once it is handed to the connection. */
   write(frame: Buffer, written: () => void): void {
-    this.observer?.sent(this.kind);
+    this.options.observer?.sent(this.route.kind);
     if (!this.stream.headersSent) this.stream.respond(RESPONSE_HEADERS);
     this.stream.write(frame, written);
   }
@@ -371,7 +309,7 @@ class Responder {
   /** Ends the call with a status after whatever was written (trailers-only when nothing was). */
   fail(s: Status): void {
     if (this.finished) return;
-    this.end(s.code);
+    this.settle(s.code);
     if (this.stream.closed) return;
     if (!this.stream.headersSent) {
       sendTrailersOnly(this.stream, s);
@@ -380,24 +318,85 @@ class Responder {
     this.stream.end(encodeHeaders(statusFields(s)));
   }
 
-  private end(code: GrpcStatusCode): void {
+  private settle(code: GrpcStatusCode): void {
     this.finished = true;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
-    this.observer?.handled(this.kind, code, (performance.now() - this.startedAt) / 1000);
+    this.options.observer?.handled(this.route.kind, code, (performance.now() - this.startedAt) / 1000);
   }
 }
 
-/** What a unary handler gets as `call` (the part of grpc-js's ServerUnaryCall handlers use). */
-class UnaryCall extends EventEmitter {
+/**
+ * A call of a method that takes one request message. For a unary method this object is also
+ * what the handler gets as `call` (the part of grpc-js's ServerUnaryCall handlers use: request,
+ * metadata, getPeer, cancelled and the "cancelled" event), so that a call costs few objects; a
+ * server-streaming handler gets a StreamCall.
+ */
+class SingleRequestCall extends Exchange {
+  request: unknown;
   cancelled = false;
+  private count = 0;
   private md: CallMetadata | undefined;
+  private streamCall: StreamCall | undefined;
+  private cancelListeners: Array<(reason: string) => void> | undefined;
 
-  constructor(
-    readonly request: unknown,
-    private readonly headers: IncomingHeaders,
-    private readonly stream: H2Stream,
-  ) {
-    super();
+  protected message(request: unknown): void {
+    this.count++;
+    if (this.count === 1) this.request = request;
+  }
+
+  end(): void {
+    if (this.finished) return;
+    if (this.count !== 1) {
+      this.fail({
+        code: this.count === 0 ? GrpcStatus.INTERNAL : GrpcStatus.UNIMPLEMENTED,
+        details:
+          this.count === 0
+            ? "grpc: the request message is missing"
+            : `grpc: ${this.count} request messages for a unary method`,
+      });
+      return;
+    }
+    if (this.route.method.responseStream) {
+      const call = new StreamCall(this);
+      this.streamCall = call;
+      call.request = this.request;
+      call.push(null); // no more requests
+      invokeStreaming(this.route.handler, call, this);
+      return;
+    }
+    try {
+      (this.route.handler as unknown as (call: SingleRequestCall, cb: typeof this.reply) => void)(this, this.reply);
+    } catch (err) {
+      this.reply(err);
+    }
+  }
+
+  /** The unary handler's callback: an error, or the response message. */
+  private readonly reply = (err: unknown, value?: unknown): void => {
+    if (this.finished) return;
+    if (err) {
+      this.fail(statusOf(err));
+      return;
+    }
+    const frame = this.frame(value);
+    if (frame !== undefined) this.answer(frame);
+  };
+
+  protected cancel(): void {
+    if (this.streamCall) {
+      this.streamCall.cancel();
+      return;
+    }
+    this.cancelled = true;
+    if (this.cancelListeners) for (const listener of this.cancelListeners) listener("cancelled");
+  }
+
+  /** grpc-js's "cancelled" event: the only event of a unary call here. */
+  on(event: string, listener: (reason: string) => void): this {
+    if (event !== "cancelled") throw new Error(`a unary call emits only "cancelled", not "${event}"`);
+    this.cancelListeners ??= [];
+    this.cancelListeners.push(listener);
+    return this;
   }
 
   get metadata(): CallMetadata {
@@ -407,6 +406,23 @@ class UnaryCall extends EventEmitter {
 
   getPeer(): string {
     return peerOf(this.stream);
+  }
+}
+
+/** A call of a client- or bidi-streaming method: the messages go to the handler's StreamCall. */
+class StreamingExchange extends Exchange {
+  readonly call = new StreamCall(this);
+
+  protected message(request: unknown): void {
+    if (!this.call.destroyed) this.call.push(request);
+  }
+
+  end(): void {
+    if (!this.call.destroyed) this.call.push(null);
+  }
+
+  protected cancel(): void {
+    this.call.cancel();
   }
 }
 
@@ -420,13 +436,8 @@ class StreamCall extends Duplex {
   cancelled = false;
   private md: CallMetadata | undefined;
 
-  constructor(
-    private readonly responder: Responder,
-    private readonly headers: IncomingHeaders,
-    watch = true,
-  ) {
+  constructor(private readonly exchange: Exchange) {
     super({ objectMode: true });
-    if (watch) responder.watch(headers, () => this.cancel());
   }
 
   /** The client went away (or the deadline passed): tell the handler, and stop. */
@@ -437,39 +448,39 @@ class StreamCall extends Duplex {
   }
 
   get metadata(): CallMetadata {
-    this.md ??= metadataOf(this.headers);
+    this.md ??= metadataOf(this.exchange.headers);
     return this.md;
   }
 
   getPeer(): string {
-    return peerOf(this.responder.stream);
+    return peerOf(this.exchange.stream);
   }
 
   override _read(): void {}
 
   override _write(value: unknown, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
-    if (this.responder.finished || this.responder.stream.closed) {
+    if (this.exchange.finished || this.exchange.stream.closed) {
       done();
       return;
     }
-    const frame = this.responder.frame(value);
+    const frame = this.exchange.frame(value);
     if (frame === undefined) {
       done();
       return;
     }
-    this.responder.write(frame, () => done());
+    this.exchange.write(frame, () => done());
   }
 
   override _final(done: (err?: Error | null) => void): void {
-    this.responder.succeed();
+    this.exchange.succeed();
     done();
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
     // destroy(serviceError) ends the call with that status and is not re-emitted as "error" (as
     // with grpc-js, handlers destroy a call to fail it).
-    if (err) this.responder.fail(statusOf(err));
-    else this.responder.fail({ code: GrpcStatus.CANCELLED, details: "the call was cancelled" });
+    if (err) this.exchange.fail(statusOf(err));
+    else this.exchange.fail({ code: GrpcStatus.CANCELLED, details: "the call was cancelled" });
     done(null);
   }
 }

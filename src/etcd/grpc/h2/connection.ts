@@ -1,4 +1,3 @@
-import { EventEmitter } from "node:events";
 import type * as net from "node:net";
 import { type HeaderField, HpackDecoder, HpackError } from "./hpack.js";
 
@@ -84,11 +83,22 @@ interface OutgoingData {
 }
 
 /**
- * One stream of the connection, as the gRPC layer sees it. Events: "data" (a Buffer of the
- * request body), "end" (the peer finished sending), "close" (the stream is over, whether both
- * sides finished, either reset it, or the connection went away).
+ * What the gRPC layer attaches to a stream (in onStream, before returning) to hear of it. Plain
+ * methods rather than events: a stream per call with an EventEmitter and three listener closures
+ * was a large share of what a unary call left for the garbage collector.
  */
-export class H2Stream extends EventEmitter {
+export interface StreamListener {
+  /** A chunk of the request body. */
+  data(chunk: Buffer): void;
+  /** The peer finished sending (END_STREAM). */
+  end(): void;
+  /** The stream is over: both sides finished, either reset it, or the connection went away. */
+  close(): void;
+}
+
+/** One stream of the connection, as the gRPC layer sees it. */
+export class H2Stream {
+  listener: StreamListener | undefined;
   /** We sent END_STREAM or RST_STREAM (or the connection closed): nothing more can be sent. */
   closed = false;
   headersSent = false;
@@ -106,11 +116,10 @@ export class H2Stream extends EventEmitter {
     readonly connection: H2Connection,
     sendWindow: number,
   ) {
-    super();
     this.sendWindow = sendWindow;
   }
 
-  /** The stream is over for good (after "close"). */
+  /** The stream is over for good (after close()). */
   get destroyed(): boolean {
     return this.gone;
   }
@@ -157,7 +166,7 @@ export class H2Stream extends EventEmitter {
   remoteEnd(): void {
     if (this.remoteEnded) return;
     this.remoteEnded = true;
-    this.emit("end");
+    this.listener?.end();
   }
 
   /** Over: forget it and tell the listeners. */
@@ -168,14 +177,14 @@ export class H2Stream extends EventEmitter {
     this.queue.length = 0;
     this.trailers = undefined;
     this.connection.forget(this.id);
-    this.emit("close");
+    this.listener?.close();
   }
 }
 
 export interface H2ConnectionOptions {
-  /** A new stream and its request headers. Attach listeners synchronously: data may follow at once. */
+  /** A new stream and its request headers. Set its listener before returning: data may follow at once. */
   readonly onStream: (stream: H2Stream, headers: IncomingHeaders) => void;
-  /** The connection closed (after every stream's "close"). */
+  /** The connection closed (after every stream's close()). */
   readonly onClose?: () => void;
 }
 
@@ -332,7 +341,7 @@ export class H2Connection {
       this.windowUpdate(streamId, stream.receivedUncredited);
       stream.receivedUncredited = 0;
     }
-    if (body.length > 0) stream.emit("data", body);
+    if (body.length > 0) stream.listener?.data(body);
     if (flags & FLAG_END_STREAM) stream.remoteEnd();
   }
 
