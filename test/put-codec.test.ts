@@ -6,7 +6,7 @@ import {
   encodeInternalByReflection,
 } from "../src/etcd/proto.js";
 import { serviceOf } from "../src/etcd/proto-client.js";
-import { decodePutCommand, encodePutCommand } from "../src/etcd/put-codec.js";
+import { decodePutCommand, decodePutRequest, encodePut, encodePutCommand } from "../src/etcd/put-codec.js";
 import type { InternalRequest } from "../src/etcd/wire.js";
 import { mulberry32 } from "./helpers/prng.js";
 
@@ -72,6 +72,17 @@ describe("the direct put codec", () => {
       expect(decoded).toBeDefined();
       expect(decoded).toEqual(decodeInternalByReflection(reflective));
       expect(encodeInternal(req).equals(reflective)).toBe(true);
+      // Written into memory the caller hands out (the proposer's slabs, which are not zeroed):
+      // every byte of it, and no more.
+      const into = Buffer.alloc(reflective.length + 8, 0xee);
+      let handedOut: Buffer | undefined;
+      const inPlace = encodePut(BigInt(req.id as string), req.put as never, (n) => {
+        handedOut = into.subarray(4, 4 + n);
+        return handedOut;
+      });
+      expect(inPlace).toBe(handedOut);
+      expect((inPlace as Buffer).equals(reflective), `put ${i} in place`).toBe(true);
+      expect([...into.subarray(0, 4), ...into.subarray(4 + reflective.length)]).toEqual(Array(8).fill(0xee));
     }
   });
 
@@ -106,6 +117,54 @@ describe("the direct put codec", () => {
     expect(() => decodeInternal(truncated)).toThrow();
   });
 
+  it("decodes clients' Put requests to protobufjs' objects, key and value as views into the message", () => {
+    // protobufjs' own decoding of a PutRequest: wrapped as field 3 of a log command.
+    const generic = (bytes: Buffer): unknown =>
+      decodeInternalByReflection(Buffer.concat([Buffer.from([0x1a]), varint(bytes.length), bytes])).put;
+    const serialize = kv.Put?.requestSerialize as Serialize;
+    const deserialize = kv.Put?.requestDeserialize as Deserialize;
+    const rand = mulberry32(16);
+    for (let i = 0; i < 1500; i++) {
+      const put = randomPut(rand).put as unknown as Record<string, unknown>;
+      // As a client's encoder writes it, and with every field written, defaults too.
+      const field = (tag: number, body: Buffer): Buffer => Buffer.concat([Buffer.from([tag]), body]);
+      const everyField = Buffer.concat([
+        field(0x0a, Buffer.concat([varint((put.key as Buffer).length), put.key as Buffer])),
+        field(0x12, Buffer.concat([varint((put.value as Buffer).length), put.value as Buffer])),
+        field(0x18, varint(BigInt.asUintN(64, BigInt(put.lease as string)))),
+        field(0x20, Buffer.from([put.prev_kv ? 1 : 0])),
+        field(0x28, Buffer.from([put.ignore_value ? 1 : 0])),
+        field(0x30, Buffer.from([put.ignore_lease ? 1 : 0])),
+      ]);
+      for (const bytes of [serialize(put), everyField]) {
+        const direct = decodePutRequest(bytes);
+        expect(direct, `put ${i}`).toBeDefined();
+        expect(direct).toEqual(generic(bytes));
+        expect(deserialize(bytes)).toEqual(generic(bytes));
+        const { key, value } = direct as { key: Buffer; value: Buffer };
+        if (key.length > 0) expect(key.buffer).toBe(bytes.buffer);
+        if (value.length > 0) expect(value.buffer).toBe(bytes.buffer);
+      }
+    }
+    // Anything else goes the generic way: fields out of order or twice, unknown fields, a flag
+    // written as 2, a truncated message.
+    const others = [
+      [0x12, 0x01, 0x76, 0x0a, 0x01, 0x6b],
+      [0x0a, 0x01, 0x6b, 0x0a, 0x01, 0x6c],
+      [0x0a, 0x01, 0x6b, 0x38, 0x01],
+      [0x0a, 0x01, 0x6b, 0x20, 0x02],
+      [0x0a, 0x05, 0x6b],
+    ].map((b) => Buffer.from(b));
+    for (const bytes of others) {
+      expect(decodePutRequest(bytes)).toBeUndefined();
+      const expected = outcome(() => generic(bytes)) as { error?: string };
+      // (the wrapped message's error names other offsets)
+      if (expected.error) expect(() => deserialize(bytes)).toThrow(/index out of range/);
+      else expect(deserialize(bytes)).toEqual(generic(bytes));
+    }
+    expect(decodePutRequest(Buffer.alloc(0))).toEqual(generic(Buffer.alloc(0)));
+  });
+
   it("decodes key and value as views into the entry, as the generic path does", () => {
     const entry = encodeInternal({
       id: "9",
@@ -116,3 +175,15 @@ describe("the direct put codec", () => {
     expect(put.value.toString()).toBe("value");
   });
 });
+
+/** A protobuf varint. */
+function varint(v: number | bigint): Buffer {
+  let n = BigInt(v);
+  const out: number[] = [];
+  while (n > 0x7fn) {
+    out.push(Number(n & 0x7fn) | 0x80);
+    n >>= 7n;
+  }
+  out.push(Number(n));
+  return Buffer.from(out);
+}

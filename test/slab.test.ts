@@ -31,6 +31,20 @@ describe("SlabCopier (long-lived copies apart from Node's buffer pool)", () => {
     expect(slabs.size).toBe(5);
   });
 
+  it("hands out room to be written in place from the same slabs, never overlapping a copy", () => {
+    const copier = new SlabCopier(256);
+    const copied = copier.copy(Buffer.from("first"));
+    const room = copier.allocate(10);
+    room.fill(9);
+    expect(room.buffer).toBe(copied.buffer);
+    expect(room.length).toBe(10);
+    expect(copied.toString()).toBe("first");
+    expect(copier.copy(Buffer.from("after")).toString()).toBe("after");
+    expect(room.every((x) => x === 9)).toBe(true);
+    expect(copier.allocate(33).buffer.byteLength).toBe(33);
+    expect(copier.allocate(0).length).toBe(0);
+  });
+
   it("refuses a slab size it cannot use", () => {
     expect(() => new SlabCopier(10)).toThrow(/slab size must be an integer of at least 64 bytes, not 10/);
     expect(() => new SlabCopier(100.5)).toThrow(/slab size must be an integer/);

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import type * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
-import { decodePutCommand, encodePutCommand } from "./put-codec.js";
+import { decodePutCommand, decodePutRequest, encodePutCommand } from "./put-codec.js";
 import type { InternalRequest } from "./wire.js";
 
 /**
@@ -101,6 +101,12 @@ function deserializer(type: protobuf.Type): grpc.deserialize<object> {
   return (bytes) => type.toObject(type.decode(bytes), CONVERSION);
 }
 
+/** Puts, most of a store's requests, decoded directly (put-codec.ts), and the generic way otherwise. */
+function putDeserializer(type: protobuf.Type): grpc.deserialize<object> {
+  const generic = deserializer(type);
+  return (bytes) => decodePutRequest(bytes) ?? generic(bytes);
+}
+
 /** "HashKV" → "hashKv", as gRPC's loader names the lower-case alias of each method. */
 function lowerCamel(name: string): string {
   const words = name.match(/[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+/g) ?? [name];
@@ -131,7 +137,8 @@ export function serviceDefinitionOf(name: string): grpc.ServiceDefinition {
         requestStream: method.requestStream === true,
         responseStream: method.responseStream === true,
         requestSerialize: serializer(request),
-        requestDeserialize: deserializer(request),
+        requestDeserialize:
+          request.fullName === ".etcdserverpb.PutRequest" ? putDeserializer(request) : deserializer(request),
         responseSerialize: serializer(response),
         responseDeserialize: deserializer(response),
         originalName: lowerCamel(method.name),

@@ -35,7 +35,7 @@ const OTHER_FIELDS = [
 
 /** A 64-bit field given as a decimal string, number or bigint; undefined if it is none of those. */
 function toBigInt(v: unknown): bigint | undefined {
-  if (v === undefined || v === null || v === "") return 0n;
+  if (v === undefined || v === null || v === "" || v === "0") return 0n;
   if (typeof v === "bigint") return v;
   if (typeof v === "number") return Number.isSafeInteger(v) ? BigInt(v) : undefined;
   if (typeof v === "string" && /^-?\d+$/.test(v)) return BigInt(v);
@@ -45,27 +45,48 @@ function toBigInt(v: unknown): bigint | undefined {
 /** The encoded command if it is a plain put (see above), else undefined. */
 export function encodePutCommand(req: InternalRequest): Buffer | undefined {
   const put = req.put;
-  if (!put) return undefined;
-  for (const f of OTHER_FIELDS) if (req[f] !== undefined && req[f] !== null) return undefined;
-  const { key, value } = put;
-  if (!(key instanceof Uint8Array) || !(value instanceof Uint8Array)) return undefined;
+  if (!put || !isPlainPut(req)) return undefined;
   const id = toBigInt(req.id);
-  const lease = toBigInt(put.lease);
   if (id === undefined || id < 0n || id >= U64_LIMIT) return undefined;
+  return encodePut(id, put);
+}
+
+/** Whether `req` carries a put and no other request (its id aside). */
+export function isPlainPut(req: Partial<InternalRequest>): boolean {
+  if (!req.put) return false;
+  for (const f of OTHER_FIELDS) if (req[f] !== undefined && req[f] !== null) return false;
+  return true;
+}
+
+/**
+ * The command `{id, put}` (id an unsigned 64-bit integer), encoded into the bytes `allocate`
+ * hands out (by default a new buffer), or undefined if the put is not in a form this module
+ * encodes (see above). The proposer passes its long-lived slab allocator: the entry is written
+ * where the Raft log keeps it, without a copy.
+ */
+export function encodePut(
+  id: bigint,
+  put: PutRequest,
+  allocate: (n: number) => Buffer = Buffer.allocUnsafe,
+): Buffer | undefined {
+  const { key, value, prev_kv, ignore_value, ignore_lease } = put;
+  if (!(key instanceof Uint8Array) || !(value instanceof Uint8Array)) return undefined;
+  const lease = toBigInt(put.lease);
   if (lease === undefined || lease < I64_MIN || lease >= I64_LIMIT) return undefined;
-  const flags = [put.prev_kv, put.ignore_value, put.ignore_lease];
-  if (flags.some((b) => b !== undefined && b !== null && typeof b !== "boolean")) return undefined;
+  if (!isFlag(prev_kv) || !isFlag(ignore_value) || !isFlag(ignore_lease)) return undefined;
 
   const idBits = halves(id);
-  const leaseBits = halves(BigInt.asUintN(64, lease));
+  const leaseBits = lease === 0n ? ZERO_BITS : halves(BigInt.asUintN(64, lease));
   let putSize = 0;
   if (key.length > 0) putSize += 1 + varint32Size(key.length) + key.length;
   if (value.length > 0) putSize += 1 + varint32Size(value.length) + value.length;
   if (lease !== 0n) putSize += 1 + varint64Size(leaseBits);
-  for (const b of flags) if (b === true) putSize += 2;
+  if (prev_kv === true) putSize += 2;
+  if (ignore_value === true) putSize += 2;
+  if (ignore_lease === true) putSize += 2;
   const size = (id !== 0n ? 1 + varint64Size(idBits) : 0) + 1 + varint32Size(putSize) + putSize;
 
-  const out = Buffer.allocUnsafe(size);
+  const out = allocate(size);
   let at = 0;
   if (id !== 0n) {
     out[at++] = 0x08;
@@ -89,12 +110,23 @@ export function encodePutCommand(req: InternalRequest): Buffer | undefined {
     out[at++] = 0x18;
     at = writeVarint64(out, at, leaseBits);
   }
-  flags.forEach((b, i) => {
-    if (b !== true) return;
-    out[at++] = 0x20 + 8 * i;
-    out[at++] = 1;
-  });
+  if (prev_kv === true) at = writeFlag(out, at, 0x20);
+  if (ignore_value === true) at = writeFlag(out, at, 0x28);
+  if (ignore_lease === true) writeFlag(out, at, 0x30);
   return out;
+}
+
+const ZERO_BITS = halves(0n);
+
+/** A bool field as protobufjs accepts it here: absent or a boolean. */
+function isFlag(b: unknown): boolean {
+  return b === undefined || b === null || typeof b === "boolean";
+}
+
+function writeFlag(out: Buffer, at: number, tag: number): number {
+  out[at] = tag;
+  out[at + 1] = 1;
+  return at + 2;
 }
 
 /** Reads canonical encodings only; `undefined` for anything the generic decoder should judge. */
@@ -149,6 +181,9 @@ class CanonicalReader {
   }
 }
 
+/** An empty key or value: nothing can be written into it, so all decoded puts may share it. */
+const EMPTY = Buffer.alloc(0);
+
 /** The decoded command if `data` is a plain put in canonical form, else undefined. */
 export function decodePutCommand(data: Buffer): InternalRequest | undefined {
   const top = new CanonicalReader(data, 0, data.length);
@@ -163,10 +198,44 @@ export function decodePutCommand(data: Buffer): InternalRequest | undefined {
   const putSize = top.varint32();
   if (putSize === undefined || top.at + putSize !== data.length) return undefined;
 
-  const r = new CanonicalReader(data, top.at, data.length);
+  const put = readPut(new CanonicalReader(data, top.at, data.length), false);
+  if (put === undefined) return undefined;
+  return {
+    id: id.toString(),
+    put,
+    delete_range: null,
+    txn: null,
+    compaction: null,
+    lease_grant: null,
+    lease_revoke: null,
+    alarm: null,
+    lease_checkpoint: null,
+    member_attributes: null,
+    member_peer_urls: null,
+  } satisfies Record<(typeof OTHER_FIELDS)[number], null> & InternalRequest;
+}
+
+/**
+ * A KV.Put request message as clients send it, decoded to the object protobufjs' reflection makes
+ * of it (proto.ts CONVERSION), except that key and value are views into `bytes` rather than
+ * copies (the proposer copies them into the log entry at once). Undefined for anything but fields
+ * 1–6, each at most once and in field order (as clients' encoders write them): the caller then
+ * decodes the generic way.
+ */
+export function decodePutRequest(bytes: Buffer): PutRequest | undefined {
+  return readPut(new CanonicalReader(bytes, 0, bytes.length), true);
+}
+
+/**
+ * The PutRequest fields from `r`'s position to its end. `explicitDefaults`: a field may be
+ * written with its default value (an empty key, lease 0, a false flag), as some encoders do;
+ * a log entry never has one (see above).
+ */
+function readPut(r: CanonicalReader, explicitDefaults: boolean): PutRequest | undefined {
+  const data = r.data;
   const put: PutRequest = {
-    key: Buffer.alloc(0),
-    value: Buffer.alloc(0),
+    key: EMPTY,
+    value: EMPTY,
     lease: "0",
     prev_kv: false,
     ignore_value: false,
@@ -175,29 +244,28 @@ export function decodePutCommand(data: Buffer): InternalRequest | undefined {
   let lastTag = 0;
   while (r.at < r.end) {
     const tag = data[r.at++] as number;
-    // Each field at most once, in field order; defaults are never written.
+    // Each field at most once, in field order (and in a log entry, no field at its default).
     if (tag <= lastTag) return undefined;
     lastTag = tag;
     if (tag === 0x0a || tag === 0x12) {
       const b = r.bytes();
-      if (b === undefined || b.length === 0) return undefined;
+      if (b === undefined || (b.length === 0 && !explicitDefaults)) return undefined;
       if (tag === 0x0a) put.key = b;
       else put.value = b;
     } else if (tag === 0x18) {
       const v = r.varint64();
-      if (v === undefined || v === 0n) return undefined;
+      if (v === undefined || (v === 0n && !explicitDefaults)) return undefined;
       put.lease = BigInt.asIntN(64, v).toString();
     } else if (tag === 0x20 || tag === 0x28 || tag === 0x30) {
-      if (data[r.at++] !== 1) return undefined;
-      if (tag === 0x20) put.prev_kv = true;
-      else if (tag === 0x28) put.ignore_value = true;
-      else put.ignore_lease = true;
+      const flag = data[r.at++];
+      if (flag !== 1 && (flag !== 0 || !explicitDefaults)) return undefined;
+      if (tag === 0x20) put.prev_kv = flag === 1;
+      else if (tag === 0x28) put.ignore_value = flag === 1;
+      else put.ignore_lease = flag === 1;
     } else {
       return undefined;
     }
   }
   if (r.at !== r.end) return undefined;
-  const req: InternalRequest = { id: id.toString(), put };
-  for (const f of OTHER_FIELDS) req[f] = null;
-  return req;
+  return put;
 }

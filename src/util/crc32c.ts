@@ -32,11 +32,14 @@ const [T0, T1, T2, T3, T4, T5, T6, T7] = TABLES as [
   Uint32Array,
 ];
 
-/** Continues a CRC-32C over `data`, starting from `crc` (0 for a fresh checksum). */
-export function crc32c(data: Uint8Array, crc = 0): number {
+/**
+ * Continues a CRC-32C over `data` (or its bytes from `start` up to `end`, without a view made for
+ * them), starting from `crc` (0 for a fresh checksum).
+ */
+export function crc32c(data: Uint8Array, crc = 0, start = 0, end = data.length): number {
   let c = ~crc >>> 0;
-  let i = 0;
-  const n = data.length;
+  let i = start;
+  const n = end;
   while (n - i >= 8) {
     const a =
       (c ^

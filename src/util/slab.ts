@@ -28,19 +28,23 @@ export class SlabCopier {
 
   /** A copy of `bytes` that shares memory only with other long-lived copies. */
   copy(bytes: Uint8Array): Buffer {
-    const n = bytes.length;
+    const out = this.allocate(bytes.length);
+    out.set(bytes);
+    return out;
+  }
+
+  /**
+   * `n` uninitialized bytes among the long-lived copies, for a caller that writes them in place
+   * (once, at once) instead of building them elsewhere and copying them here.
+   */
+  allocate(n: number): Buffer {
     if (n === 0) return Buffer.alloc(0);
-    if (n > this.slabBytes >>> 3) {
-      const own = Buffer.allocUnsafeSlow(n);
-      own.set(bytes);
-      return own;
-    }
+    if (n > this.slabBytes >>> 3) return Buffer.allocUnsafeSlow(n);
     if (this.offset + n > this.slab.length) {
       this.slab = Buffer.allocUnsafeSlow(this.slabBytes);
       this.offset = 0;
     }
     const out = this.slab.subarray(this.offset, this.offset + n);
-    out.set(bytes);
     this.offset += n;
     return out;
   }

@@ -22,6 +22,7 @@ import type { EtcdConfig } from "../config.js";
 import { EtcdError } from "../errors.js";
 import { MvccStore } from "../mvcc/store.js";
 import { decodeInternal, encodeInternal } from "../proto.js";
+import { encodePut, isPlainPut } from "../put-codec.js";
 import type { MemberImage, StateSnapshot } from "../wal/snapshot.js";
 import { decodeSnapshot, encodeSnapshot, encodeSnapshotInSlices, SnapshotStore } from "../wal/snapshot.js";
 import { Wal, type WalEntry, WalFailedError } from "../wal/wal.js";
@@ -633,15 +634,17 @@ export class EtcdServer {
     // first. Each notice costs a socket write per follower (and wakes it); sent first, they stood
     // between a one-client put and its answer. Raft tolerates any delay of a message. A notice
     // that commits what a follower forwarded is that follower's clients' answer: it goes at once.
-    const commitNotices: Message[] = [];
+    let commitNotices: Message[] | undefined;
     if (sendFirst && rd.messages.length > 0) {
       const urgent: Message[] = [];
+      const notices: Message[] = [];
       for (const m of rd.messages) {
         if (!isCommitNotice(m) || isDurableNotice(m)) urgent.push(m);
         else if (this.answersForwarded(m)) urgent.push(m);
-        else commitNotices.push(m);
+        else notices.push(m);
       }
       if (urgent.length > 0) this.peers?.send(urgent);
+      if (notices.length > 0) commitNotices = notices;
     }
     // 0. Entries that are committed and already in our log on disk (an earlier Ready wrote them)
     // are applied before this Ready's write, as etcd's apply loop runs beside its log writes: a
@@ -659,9 +662,10 @@ export class EtcdServer {
       }
       if (appliedBeforeWrite) this.notifyApplied();
     }
-    if (commitNotices.length > 0) {
+    const notices = commitNotices;
+    if (notices) {
       setImmediate(() => {
-        if (!this.stopped) this.peers?.send(commitNotices);
+        if (!this.stopped) this.peers?.send(notices);
       });
     }
     // The answers just released are promise chains, and the socket write of each is queued behind
@@ -675,7 +679,7 @@ export class EtcdServer {
     // 1. Persist (a snapshot from the leader first: it replaces the log and the state).
     if (rd.snapshot) await this.installSnapshot(rd.snapshot);
     if (rd.entries.length > 0 || rd.hardState) {
-      await this.wal.append(rd.entries.map(toWalEntry), rd.hardState ? toWalHardState(rd.hardState) : undefined, {
+      await this.wal.append(rd.entries, rd.hardState, {
         // Only new entries, a new term or a vote must reach the disk before anything else
         // happens; a commit index alone need not (it is recomputed after a crash).
         sync: rd.mustSync,
@@ -776,7 +780,8 @@ export class EtcdServer {
   }
 
   private applyNormal(e: Entry): void {
-    const req = decodeInternal(Buffer.from(e.data));
+    // A view, not a copy: what the apply keeps (keys, values) it copies into its own slabs.
+    const req = decodeInternal(asBuffer(e.data));
     const waiter = this.waiters.get(String(req.id));
     if (waiter) this.waiters.delete(String(req.id));
     try {
@@ -861,13 +866,22 @@ export class EtcdServer {
   propose(body: Omit<InternalRequest, "id">): Promise<ApplyResult> {
     const refused = this.refusal();
     if (refused) return this.failProposal(refused);
-    const id = this.ids.nextId().toString();
-    const encoded = encodeInternal({ ...body, id } as InternalRequest);
+    const idBits = this.ids.nextId();
+    // The entry stays in the Raft log until it is compacted after a snapshot: a put (most of the
+    // log) is encoded straight into the slabs kept for such entries; anything else is copied there.
+    const put = body.put && isPlainPut(body) ? body.put : undefined;
+    const encoded = (put && encodePut(idBits, put, this.allocateEntry)) ?? this.encodeCommand(idBits, body);
     if (encoded.length + ETCD_HEADER_EXTRA_BYTES > this.config.maxRequestBytes) {
       return Promise.reject(new EtcdError("RequestTooLarge"));
     }
-    // The entry stays in the Raft log until it is compacted after a snapshot.
-    return this.track(id, { id, data: this.entryCopier.copy(encoded) });
+    const id = idBits.toString();
+    return this.track(id, { id, data: encoded });
+  }
+
+  private readonly allocateEntry = (n: number): Buffer => this.entryCopier.allocate(n);
+
+  private encodeCommand(id: bigint, body: Omit<InternalRequest, "id">): Buffer {
+    return this.entryCopier.copy(encodeInternal({ ...body, id: id.toString() } as InternalRequest));
   }
 
   /** Proposes a membership change (MemberAdd/Remove/Promote); resolves once it is applied here. */
@@ -907,46 +921,77 @@ export class EtcdServer {
    */
   private submitQueued(fromReady = false): boolean {
     if (this.lead === NONE || this.queued.length === 0 || this.stopped || this.leaderUnreachable()) return false;
-    const held = this.queued.splice(0, MAX_PROPOSALS_PER_PASS);
-    const dropped: QueuedProposal[] = [];
+    let held = this.queued;
+    if (held.length <= MAX_PROPOSALS_PER_PASS) this.queued = [];
+    else held = held.splice(0, MAX_PROPOSALS_PER_PASS);
+    let dropped: QueuedProposal[] | undefined;
     let batch: QueuedProposal[] = [];
+    let commands: Uint8Array[] = [];
     let batchBytes = 0;
-    const proposeBatch = (): void => {
-      if (batch.length === 0) return;
-      const proposals = batch;
-      batch = [];
-      batchBytes = 0;
-      this.tryPropose(proposals, dropped, () => this.raw.proposeBatch(proposals.map((p) => p.data as Uint8Array)));
-    };
     for (const p of held) {
       if (!this.waiters.has(p.id)) continue; // timed out meanwhile
       if (p.data) {
-        if (batch.length > 0 && batchBytes + p.data.length > MAX_PROPOSAL_BATCH_BYTES) proposeBatch();
+        if (batch.length > 0 && batchBytes + p.data.length > MAX_PROPOSAL_BATCH_BYTES) {
+          dropped = this.proposeBatch(batch, commands, dropped);
+          batch = [];
+          commands = [];
+          batchBytes = 0;
+        }
         batch.push(p);
+        commands.push(p.data);
         batchBytes += p.data.length;
         continue;
       }
-      proposeBatch();
-      const change = p.confChange;
-      if (change) this.tryPropose([p], dropped, () => this.raw.proposeConfChange(change));
+      if (batch.length > 0) {
+        dropped = this.proposeBatch(batch, commands, dropped);
+        batch = [];
+        commands = [];
+        batchBytes = 0;
+      }
+      if (p.confChange) dropped = this.proposeChange(p, p.confChange, dropped);
     }
-    proposeBatch();
+    if (batch.length > 0) dropped = this.proposeBatch(batch, commands, dropped);
     // After a refusal the rest waits for the next tick too, rather than being refused in a loop;
     // the refused ones keep their place ahead of it.
-    const moreWaiting = this.queued.length > 0 && dropped.length === 0;
-    if (dropped.length > 0) this.queued = [...dropped, ...this.queued];
+    const moreWaiting = this.queued.length > 0 && dropped === undefined;
+    if (dropped) this.queued = [...dropped, ...this.queued];
     if (!fromReady) this.scheduleReady();
     return moreWaiting;
   }
 
-  private tryPropose(proposals: QueuedProposal[], dropped: QueuedProposal[], propose: () => void): void {
+  /** Proposes commands together; returns `dropped` with them added if Raft does not take them now. */
+  private proposeBatch(
+    proposals: QueuedProposal[],
+    commands: Uint8Array[],
+    dropped: QueuedProposal[] | undefined,
+  ): QueuedProposal[] | undefined {
     try {
-      propose();
+      this.raw.proposeBatch(commands);
+      return dropped;
     } catch (err) {
-      if (err !== ErrProposalDropped) throw err;
-      // Not accepted now (a leader transfer, a pending conf change): try again at the next tick.
-      dropped.push(...proposals);
+      return this.dropped(err, proposals, dropped);
     }
+  }
+
+  private proposeChange(
+    proposal: QueuedProposal,
+    change: ConfChange,
+    dropped: QueuedProposal[] | undefined,
+  ): QueuedProposal[] | undefined {
+    try {
+      this.raw.proposeConfChange(change);
+      return dropped;
+    } catch (err) {
+      return this.dropped(err, [proposal], dropped);
+    }
+  }
+
+  private dropped(err: unknown, proposals: QueuedProposal[], dropped: QueuedProposal[] | undefined): QueuedProposal[] {
+    if (err !== ErrProposalDropped) throw err;
+    // Not accepted now (a leader transfer, a pending conf change): try again at the next tick.
+    const out = dropped ?? [];
+    out.push(...proposals);
+    return out;
   }
 
   // ---- linearizable reads ----
@@ -1341,22 +1386,13 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-function toWalEntry(e: Entry): WalEntry {
-  return {
-    index: e.index,
-    term: e.term,
-    ...(e.type === "confChange" ? { type: "confChange" as const } : {}),
-    data: Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength),
-  };
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /** The log already copied `data` apart (into its own slabs) while reading: shared, not copied again. */
 function toRaftEntry(e: WalEntry): Entry {
   return { index: e.index, term: e.term, type: e.type ?? "normal", data: e.data };
-}
-
-function toWalHardState(h: HardState): { term: number; vote: bigint; commit: number } {
-  return { term: h.term, vote: h.vote, commit: h.commit };
 }
 
 function toRaftHardState(h: { term: number; vote: bigint; commit: number }): HardState {

@@ -58,11 +58,17 @@ enum RecordType {
   ConfEntry = 4,
 }
 
-export interface WalEntry {
+/** An entry as append() takes it (a Raft log entry is one). */
+export interface AppendedEntry {
   readonly index: number;
   readonly term: number;
   /** Absent means "normal". */
   readonly type?: "normal" | "confChange";
+  readonly data: Uint8Array;
+}
+
+/** An entry as the log reads it back. */
+export interface WalEntry extends AppendedEntry {
   readonly data: Buffer;
 }
 
@@ -113,7 +119,8 @@ export class WalFailedError extends Error {
 }
 
 interface Pending {
-  readonly buffers: Buffer[];
+  /** The records of one append or snapshot mark. */
+  readonly bytes: Buffer;
   readonly resolve: () => void;
   readonly reject: (err: Error) => void;
 }
@@ -232,25 +239,22 @@ export class Wal {
    * records are written, without waiting for the disk. Rejects with WalFailedError after any I/O
    * failure, and from then on.
    */
-  append(entries: readonly WalEntry[], hardState?: HardState, options: { sync?: boolean } = {}): Promise<void> {
-    const buffers: Buffer[] = [];
-    for (const e of entries) {
-      buffers.push(encodeEntry(e));
-      this.lastIndex = e.index;
-    }
-    if (hardState) buffers.push(encodeHardState(hardState));
+  append(entries: readonly AppendedEntry[], hardState?: HardState, options: { sync?: boolean } = {}): Promise<void> {
+    const bytes = encodeRecords(entries, hardState);
+    const last = entries[entries.length - 1];
+    if (last) this.lastIndex = last.index;
     if (options.sync === false && this.pending.length === 0 && !this.failed && !this.closed) {
       // Nothing queued ahead of it, so writing now keeps the records in order. Not waiting for
       // the disk is what the caller asked for (e.g. a commit index, which Raft can recompute).
       try {
-        this.write(buffers);
+        this.write([bytes]);
       } catch (err) {
         this.failed = new WalFailedError(err);
         return Promise.reject(this.failed);
       }
       return Promise.resolve();
     }
-    return this.enqueue(buffers);
+    return this.enqueue(bytes);
   }
 
   /** Records that a snapshot covers everything up to `mark.index`, then drops segments it covers. */
@@ -262,7 +266,7 @@ export class Wal {
       payload[16] = 1;
       this.lastIndex = mark.index;
     }
-    await this.enqueue([encodeRecord(RecordType.Snapshot, payload)]);
+    await this.enqueue(encodeRecord(RecordType.Snapshot, payload));
     this.releaseSegmentsBefore(mark.index);
   }
 
@@ -277,11 +281,11 @@ export class Wal {
     fs.closeSync(this.fd);
   }
 
-  private enqueue(buffers: Buffer[]): Promise<void> {
+  private enqueue(bytes: Buffer): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
     if (this.closed) return Promise.reject(new WalFailedError(new Error("log closed")));
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ buffers, resolve, reject });
+      this.pending.push({ bytes, resolve, reject });
       if (!this.flushing) this.flush();
     });
   }
@@ -294,7 +298,7 @@ export class Wal {
       return;
     }
     this.flushing = true;
-    const buffers = batch.flatMap((p) => p.buffers);
+    const buffers = batch.map((p) => p.bytes);
     const fail = (err: unknown): void => {
       this.failed = new WalFailedError(err);
       for (const p of batch) p.reject(this.failed);
@@ -469,30 +473,37 @@ function encodeRecord(type: RecordType, payload: Buffer): Buffer {
   buf.writeUInt32LE(payload.length, 0);
   buf[8] = type;
   payload.copy(buf, HEADER);
-  buf.writeUInt32LE(crc32c(buf.subarray(8)), 4);
+  buf.writeUInt32LE(crc32c(buf, 0, 8), 4);
   return buf;
 }
 
-function encodeEntry(e: WalEntry): Buffer {
-  const buf = Buffer.allocUnsafe(HEADER + 16 + e.data.length);
-  buf.writeUInt32LE(16 + e.data.length, 0);
-  buf[8] = e.type === "confChange" ? RecordType.ConfEntry : RecordType.Entry;
-  writeUint64(buf, e.index, HEADER);
-  writeUint64(buf, e.term, HEADER + 8);
-  e.data.copy(buf, HEADER + 16);
-  buf.writeUInt32LE(crc32c(buf.subarray(8)), 4);
-  return buf;
-}
-
-/** A hard state record, written in place (one is appended with nearly every Ready). */
-function encodeHardState(h: HardState): Buffer {
-  const buf = Buffer.allocUnsafe(HEADER + 24);
-  buf.writeUInt32LE(24, 0);
-  buf[8] = RecordType.HardState;
-  writeUint64(buf, h.term, HEADER);
-  buf.writeBigUInt64LE(h.vote, HEADER + 8);
-  writeUint64(buf, h.commit, HEADER + 16);
-  buf.writeUInt32LE(crc32c(buf.subarray(8)), 4);
+/**
+ * The records of one append (its entries, then its hard state) in one buffer: one allocation and
+ * one write vector element per Ready, however many entries it brings.
+ */
+function encodeRecords(entries: readonly AppendedEntry[], hardState: HardState | undefined): Buffer {
+  let size = hardState ? HEADER + 24 : 0;
+  for (const e of entries) size += HEADER + 16 + e.data.length;
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const e of entries) {
+    const start = at;
+    buf.writeUInt32LE(16 + e.data.length, at);
+    buf[at + 8] = e.type === "confChange" ? RecordType.ConfEntry : RecordType.Entry;
+    writeUint64(buf, e.index, at + HEADER);
+    writeUint64(buf, e.term, at + HEADER + 8);
+    buf.set(e.data, at + HEADER + 16);
+    at += HEADER + 16 + e.data.length;
+    buf.writeUInt32LE(crc32c(buf, 0, start + 8, at), start + 4);
+  }
+  if (hardState) {
+    buf.writeUInt32LE(24, at);
+    buf[at + 8] = RecordType.HardState;
+    writeUint64(buf, hardState.term, at + HEADER);
+    buf.writeBigUInt64LE(hardState.vote, at + HEADER + 8);
+    writeUint64(buf, hardState.commit, at + HEADER + 16);
+    buf.writeUInt32LE(crc32c(buf, 0, at + 8, at + HEADER + 24), at + 4);
+  }
   return buf;
 }
 
