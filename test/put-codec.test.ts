@@ -1,12 +1,20 @@
+import protobuf from "protobufjs";
 import { describe, expect, it } from "vitest";
 import {
   decodeInternal,
   decodeInternalByReflection,
   encodeInternal,
   encodeInternalByReflection,
+  PROTO_DIR,
 } from "../src/etcd/proto.js";
 import { serviceOf } from "../src/etcd/proto-client.js";
-import { decodePutCommand, decodePutRequest, encodePut, encodePutCommand } from "../src/etcd/put-codec.js";
+import {
+  decodePutCommand,
+  decodePutRequest,
+  encodePut,
+  encodePutCommand,
+  encodePutResponse,
+} from "../src/etcd/put-codec.js";
 import type { InternalRequest } from "../src/etcd/wire.js";
 import { mulberry32 } from "./helpers/prng.js";
 
@@ -17,7 +25,7 @@ type Deserialize = (b: Buffer) => Record<string, unknown>;
 type Serialize = (v: object) => Buffer;
 const kv = serviceOf("etcdserverpb.KV").service as unknown as Record<
   string,
-  { requestSerialize: Serialize; requestDeserialize: Deserialize }
+  { requestSerialize: Serialize; requestDeserialize: Deserialize; responseSerialize: Serialize }
 >;
 /** A put as the gRPC layer hands it over: decoded with every default filled in. */
 const received = (body: object): Record<string, unknown> => {
@@ -163,6 +171,43 @@ describe("the direct put codec", () => {
       else expect(deserialize(bytes)).toEqual(generic(bytes));
     }
     expect(decodePutRequest(Buffer.alloc(0))).toEqual(generic(Buffer.alloc(0)));
+  });
+
+  it("encodes a put's answer to the bytes protobufjs makes of it, and leaves others to it", () => {
+    // protobufjs on its own, without the server's shortcuts.
+    const root = new protobuf.Root();
+    root.resolvePath = (_origin, target) => (target.startsWith("/") ? target : PROTO_DIR + target);
+    root.loadSync("etcdserverpb/rpc.proto", { keepCase: true });
+    const type = root.lookupType("etcdserverpb.PutResponse");
+    const generic = (v: object): Buffer => Buffer.from(type.encode(type.fromObject(v)).finish());
+    const serialize = kv.Put?.responseSerialize as Serialize;
+    const rand = mulberry32(17);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+    const id = (): unknown => pick([undefined, 0, 1, 300, "0", "12345678901234567890", ...EDGE_U64]);
+    for (let i = 0; i < 2000; i++) {
+      const header: Record<string, unknown> = {};
+      for (const f of ["cluster_id", "member_id", "revision", "raft_term"]) {
+        const v = rand() < 0.5 ? id() : Math.floor(rand() * 2 ** (rand() < 0.5 ? 20 : 53));
+        if (v !== undefined || rand() < 0.5) header[f] = v;
+      }
+      const value = rand() < 0.05 ? {} : { header };
+      const direct = encodePutResponse(value);
+      expect(direct, JSON.stringify(value)).toBeDefined();
+      expect((direct as Buffer).equals(generic(value)), JSON.stringify(value)).toBe(true);
+      expect(serialize(value).equals(generic(value))).toBe(true);
+    }
+    const prevKv = { key: Buffer.from("k"), value: Buffer.from("v"), create_revision: 2, mod_revision: 3 };
+    const others: object[] = [
+      { header: { revision: 3 }, prev_kv: prevKv },
+      { header: { revision: -1 } },
+      { header: { revision: 1.5 } },
+      { header: { member_id: "-1" } },
+      { header: { revision: 3, extra: 1 } },
+    ];
+    for (const value of others) {
+      expect(encodePutResponse(value)).toBeUndefined();
+      expect(outcome(() => serialize(value))).toEqual(outcome(() => generic(value)));
+    }
   });
 
   it("decodes key and value as views into the entry, as the generic path does", () => {

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import type * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
-import { decodePutCommand, decodePutRequest, encodePutCommand } from "./put-codec.js";
+import { decodePutCommand, decodePutRequest, encodePutCommand, encodePutResponse } from "./put-codec.js";
 import type { InternalRequest } from "./wire.js";
 
 /**
@@ -107,6 +107,11 @@ function putDeserializer(type: protobuf.Type): grpc.deserialize<object> {
   return (bytes) => decodePutRequest(bytes) ?? generic(bytes);
 }
 
+function putResponseSerializer(type: protobuf.Type): grpc.serialize<object> {
+  const generic = serializer(type);
+  return (value) => encodePutResponse(value) ?? generic(value);
+}
+
 /** "HashKV" → "hashKv", as gRPC's loader names the lower-case alias of each method. */
 function lowerCamel(name: string): string {
   const words = name.match(/[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+/g) ?? [name];
@@ -139,7 +144,8 @@ export function serviceDefinitionOf(name: string): grpc.ServiceDefinition {
         requestSerialize: serializer(request),
         requestDeserialize:
           request.fullName === ".etcdserverpb.PutRequest" ? putDeserializer(request) : deserializer(request),
-        responseSerialize: serializer(response),
+        responseSerialize:
+          response.fullName === ".etcdserverpb.PutResponse" ? putResponseSerializer(response) : serializer(response),
         responseDeserialize: deserializer(response),
         originalName: lowerCamel(method.name),
       };

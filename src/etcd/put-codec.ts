@@ -1,4 +1,4 @@
-import { halves, varint32Size, varint64Size, writeVarint32, writeVarint64 } from "../util/varint.js";
+import { halves, type U64, varint32Size, varint64Size, writeVarint32, writeVarint64 } from "../util/varint.js";
 import type { InternalRequest, PutRequest } from "./wire.js";
 
 /**
@@ -268,4 +268,76 @@ function readPut(r: CanonicalReader, explicitDefaults: boolean): PutRequest | un
   }
   if (r.at !== r.end) return undefined;
   return put;
+}
+
+/**
+ * A PutResponse without a previous key-value (`{header}`, as kv.ts answers a put), encoded to
+ * protobufjs' bytes: every header field the object has is written, zeros too. Undefined for any
+ * other value (the caller serializes it the generic way). The header's IDs are the same in every
+ * answer: their decimal texts are parsed once (ID_BITS).
+ *
+ * Wire layout: 0x0a len ResponseHeader · ResponseHeader: 0x08 cluster_id · 0x10 member_id
+ * · 0x18 revision · 0x20 raft_term (varints).
+ */
+export function encodePutResponse(value: unknown): Buffer | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  for (const k in value) if (k !== "header") return undefined;
+  const header = (value as { header?: unknown }).header;
+  if (header === undefined || header === null) return Buffer.alloc(0);
+  if (typeof header !== "object") return undefined;
+  const h = header as Record<string, unknown>;
+  for (const k in h) {
+    if (k !== "cluster_id" && k !== "member_id" && k !== "revision" && k !== "raft_term") return undefined;
+  }
+  const cluster = headerField(h.cluster_id);
+  const member = headerField(h.member_id);
+  const revision = headerField(h.revision);
+  const term = headerField(h.raft_term);
+  if (cluster === undefined || member === undefined || revision === undefined || term === undefined) return undefined;
+  let headerSize = 0;
+  if (cluster !== null) headerSize += 1 + varint64Size(cluster);
+  if (member !== null) headerSize += 1 + varint64Size(member);
+  if (revision !== null) headerSize += 1 + varint64Size(revision);
+  if (term !== null) headerSize += 1 + varint64Size(term);
+  const out = Buffer.allocUnsafe(1 + varint32Size(headerSize) + headerSize);
+  out[0] = 0x0a;
+  let at = writeVarint32(out, 1, headerSize);
+  if (cluster !== null) at = writeVarint64(out, writeTag(out, at, 0x08), cluster);
+  if (member !== null) at = writeVarint64(out, writeTag(out, at, 0x10), member);
+  if (revision !== null) at = writeVarint64(out, writeTag(out, at, 0x18), revision);
+  if (term !== null) writeVarint64(out, writeTag(out, at, 0x20), term);
+  return out;
+}
+
+function writeTag(out: Buffer, at: number, tag: number): number {
+  out[at] = tag;
+  return at + 1;
+}
+
+/** The last few decimal IDs seen in headers, and their bits. */
+const ID_BITS = new Map<string, U64>();
+
+/**
+ * A header field's value as 64 bits: null when absent, undefined when not a non-negative integer
+ * below 2^64 given as a safe integer or a decimal text.
+ */
+function headerField(v: unknown): U64 | null | undefined {
+  if (v === undefined || v === null) return null;
+  if (typeof v === "number") {
+    if (!Number.isSafeInteger(v) || v < 0) return undefined;
+    return { lo: v % 0x1_0000_0000, hi: Math.floor(v / 0x1_0000_0000) };
+  }
+  if (typeof v === "string") {
+    const known = ID_BITS.get(v);
+    if (known) return known;
+    const n = toBigInt(v);
+    if (n === undefined || n < 0n || n >= U64_LIMIT) return undefined;
+    const bits = halves(n);
+    if (v.length > 15) {
+      if (ID_BITS.size >= 8) ID_BITS.clear();
+      ID_BITS.set(v, bits);
+    }
+    return bits;
+  }
+  return undefined;
 }

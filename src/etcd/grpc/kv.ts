@@ -26,11 +26,24 @@ const QUOTA_OVERHEAD = 48;
 
 export function header(server: EtcdServer, revision: number): ResponseHeader {
   return {
-    cluster_id: server.clusterId.toString(),
-    member_id: server.memberId.toString(),
+    cluster_id: decimal(server.clusterId),
+    member_id: decimal(server.memberId),
     revision,
     raft_term: server.raftTerm,
   };
+}
+
+/** The decimal texts of the few IDs every header carries (a member's and its cluster's). */
+const decimals = new Map<bigint, string>();
+
+function decimal(id: bigint): string {
+  let text = decimals.get(id);
+  if (text === undefined) {
+    if (decimals.size >= 16) decimals.clear();
+    text = id.toString();
+    decimals.set(id, text);
+  }
+  return text;
 }
 
 export function kvService(server: EtcdServer, metrics: Metrics): grpc.UntypedServiceImplementation {

@@ -18,6 +18,7 @@ import {
 } from "../../raft/index.js";
 import type { Logger } from "../../util/logger.js";
 import { SlabCopier } from "../../util/slab.js";
+import { StableMap } from "../../util/stable-map.js";
 import type { EtcdConfig } from "../config.js";
 import { EtcdError } from "../errors.js";
 import { MvccStore } from "../mvcc/store.js";
@@ -175,7 +176,7 @@ export class EtcdServer {
   private confState: ConfState = { voters: [], learners: [] };
   private lead: bigint = NONE;
   private role: StateType = StateType.Follower;
-  private readonly waiters = new Map<string, Waiter>();
+  private readonly waiters = new StableMap<string, Waiter>();
   /** Proposals held while no leader is known; submitted when one appears. */
   private queued: QueuedProposal[] = [];
   private readyScheduled = false;

@@ -1,4 +1,5 @@
 import type * as net from "node:net";
+import { StableMap } from "../../../util/stable-map.js";
 import { type HeaderField, HpackDecoder, HpackError } from "./hpack.js";
 
 /**
@@ -189,7 +190,7 @@ export interface H2ConnectionOptions {
 }
 
 export class H2Connection {
-  private readonly streams = new Map<number, H2Stream>();
+  private readonly streams = new StableMap<number, H2Stream>();
   private readonly decoder = new HpackDecoder();
   private input: Buffer = Buffer.alloc(0);
   private prefaceSeen = false;
