@@ -933,7 +933,7 @@ export class EtcdServer {
       if (!this.waiters.has(p.id)) continue; // timed out meanwhile
       if (p.data) {
         if (batch.length > 0 && batchBytes + p.data.length > MAX_PROPOSAL_BATCH_BYTES) {
-          dropped = this.proposeBatch(batch, commands, dropped);
+          dropped = this.proposeNow(batch, commands, dropped);
           batch = [];
           commands = [];
           batchBytes = 0;
@@ -944,14 +944,14 @@ export class EtcdServer {
         continue;
       }
       if (batch.length > 0) {
-        dropped = this.proposeBatch(batch, commands, dropped);
+        dropped = this.proposeNow(batch, commands, dropped);
         batch = [];
         commands = [];
         batchBytes = 0;
       }
-      if (p.confChange) dropped = this.proposeChange(p, p.confChange, dropped);
+      if (p.confChange) dropped = this.proposeNow([p], p.confChange, dropped);
     }
-    if (batch.length > 0) dropped = this.proposeBatch(batch, commands, dropped);
+    if (batch.length > 0) dropped = this.proposeNow(batch, commands, dropped);
     // After a refusal the rest waits for the next tick too, rather than being refused in a loop;
     // the refused ones keep their place ahead of it.
     const moreWaiting = this.queued.length > 0 && dropped === undefined;
@@ -960,39 +960,26 @@ export class EtcdServer {
     return moreWaiting;
   }
 
-  /** Proposes commands together; returns `dropped` with them added if Raft does not take them now. */
-  private proposeBatch(
+  /**
+   * Proposes commands together, or one membership change; returns `dropped`, with the proposals
+   * added if Raft does not take them now.
+   */
+  private proposeNow(
     proposals: QueuedProposal[],
-    commands: Uint8Array[],
+    what: Uint8Array[] | ConfChange,
     dropped: QueuedProposal[] | undefined,
   ): QueuedProposal[] | undefined {
     try {
-      this.raw.proposeBatch(commands);
+      if (Array.isArray(what)) this.raw.proposeBatch(what);
+      else this.raw.proposeConfChange(what);
       return dropped;
     } catch (err) {
-      return this.dropped(err, proposals, dropped);
+      if (err !== ErrProposalDropped) throw err;
+      // Not accepted now (a leader transfer, a pending conf change): try again at the next tick.
+      const out = dropped ?? [];
+      out.push(...proposals);
+      return out;
     }
-  }
-
-  private proposeChange(
-    proposal: QueuedProposal,
-    change: ConfChange,
-    dropped: QueuedProposal[] | undefined,
-  ): QueuedProposal[] | undefined {
-    try {
-      this.raw.proposeConfChange(change);
-      return dropped;
-    } catch (err) {
-      return this.dropped(err, [proposal], dropped);
-    }
-  }
-
-  private dropped(err: unknown, proposals: QueuedProposal[], dropped: QueuedProposal[] | undefined): QueuedProposal[] {
-    if (err !== ErrProposalDropped) throw err;
-    // Not accepted now (a leader transfer, a pending conf change): try again at the next tick.
-    const out = dropped ?? [];
-    out.push(...proposals);
-    return out;
   }
 
   // ---- linearizable reads ----
