@@ -81,6 +81,13 @@ describe("gRPC server", () => {
     listener?.close();
   });
 
+  /** A call left open for the test to write to and reset (the reset's stream error is expected). */
+  function openCall(path: string): http2.ClientHttp2Stream {
+    const req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc" });
+    req.on("error", () => {});
+    return req;
+  }
+
   /** A call whose request body goes out as the given pieces, each in a DATA frame of its own. */
   function call(path: string, body: Buffer | Buffer[], headers: http2.OutgoingHttpHeaders = {}): Promise<Answer> {
     return new Promise((resolve, reject) => {
@@ -202,12 +209,7 @@ describe("gRPC server", () => {
   });
 
   it("tells a unary handler that listens for 'cancelled' when the client resets the call", async () => {
-    const req = session.request({
-      ":method": "POST",
-      ":path": "/etcdserverpb.KV/Put",
-      "content-type": "application/grpc",
-    });
-    req.on("error", () => {});
+    const req = openCall("/etcdserverpb.KV/Put");
     await new Promise<void>((resolve) => req.end(frame(putRequest("wait")), () => resolve()));
     const before = cancelled.length;
     req.close(http2.constants.NGHTTP2_CANCEL);
@@ -237,12 +239,7 @@ describe("gRPC server", () => {
   });
 
   it("streams: answers each request as it comes, and tells the handler when the client cancels", async () => {
-    const req = session.request({
-      ":method": "POST",
-      ":path": "/etcdserverpb.Watch/Watch",
-      "content-type": "application/grpc",
-    });
-    req.on("error", () => {});
+    const req = openCall("/etcdserverpb.Watch/Watch");
     const got: Buffer[] = [];
     req.on("data", (c: Buffer) => got.push(c));
     // Two messages in one DATA frame, then a third whose prefix is split over two frames.
