@@ -33,6 +33,7 @@ import { AutoCompactor } from "./compactor.js";
 import { clusterIdFor, hexId, IdGenerator, memberIdFor } from "./ids.js";
 import { Lessor } from "./lessor.js";
 import { type Member, type MemberChangeContext, Membership } from "./membership.js";
+import { snapshotDue } from "./snapshot-schedule.js";
 import { WatchHub } from "./watch-hub.js";
 
 /**
@@ -694,7 +695,10 @@ export class EtcdServer {
     for (const e of rd.committedEntries) this.applyEntry(e);
     if (rd.committedEntries.length > 0) {
       this.notifyApplied();
-      if (this.applied - this.snapshotIndex >= this.config.snapshotCount) this.saveSnapshot();
+      const { snapshotCount } = this.config;
+      if (snapshotDue(this.applied, this.snapshotIndex, snapshotCount, this.memberId, this.confState.voters)) {
+        this.saveSnapshot();
+      }
     }
   }
 
