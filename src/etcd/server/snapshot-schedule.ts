@@ -25,20 +25,20 @@ export function snapshotDue(
 ): boolean {
   const since = applied - snapshotIndex;
   if (since < snapshotCount) return false;
-  const phase = snapshotPhase(snapshotCount, memberId, voters);
-  if (phase === 0 || since >= 2 * snapshotCount) return true;
   const unit = Math.floor(snapshotCount / (4 * voters.length));
-  return (((applied - phase) % snapshotCount) + snapshotCount) % snapshotCount < unit;
+  const phase = rankOf(memberId, voters) * unit;
+  if (phase === 0 || since >= 2 * snapshotCount) return true;
+  // applied ≥ snapshotCount > phase here: the remainder is never negative.
+  return (applied - phase) % snapshotCount < unit;
 }
 
 /** Where this member's window starts, past each multiple of `snapshotCount` (see above). */
 export function snapshotPhase(snapshotCount: number, memberId: bigint, voters: readonly bigint[]): number {
-  let rank = 0;
-  let found = false;
-  for (const v of voters) {
-    if (v < memberId) rank++;
-    else if (v === memberId) found = true;
-  }
-  if (!found) return 0;
-  return rank * Math.floor(snapshotCount / (4 * voters.length));
+  return rankOf(memberId, voters) * Math.floor(snapshotCount / (4 * voters.length));
+}
+
+/** The member's place among the voters sorted by ID; 0 when it is not a voter. */
+function rankOf(memberId: bigint, voters: readonly bigint[]): number {
+  if (!voters.includes(memberId)) return 0;
+  return voters.filter((v) => v < memberId).length;
 }
