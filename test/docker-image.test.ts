@@ -60,26 +60,34 @@ describe("the lab node image", () => {
 
   it("is built once, then reused by its tag", async () => {
     const tag = imageTag();
-    const expected = `${NODE_IMAGE_REPO}:${tag}`;
-    // Start cold: drop this tag's image (our own, rebuilt just below; no other image is touched).
+    // Start cold under a tag of this test's own: the default image may be in use by labs (of
+    // this run or another), and an image in use is never removed from under them.
+    const coldTag = `${tag}-cold-${process.pid}`;
+    const expected = `${NODE_IMAGE_REPO}:${coldTag}`;
     await removeImage(expected);
-    const lines: string[] = [];
-    const cold = await ensureNodeImage({ docker, log: (l) => lines.push(l) });
-    expect(cold.ref).toBe(expected);
-    expect(cold.built).toBe(true);
-    expect(lines.some((l) => l.includes(`Successfully tagged ${expected}`))).toBe(true);
+    try {
+      const lines: string[] = [];
+      const cold = await ensureNodeImage({ docker, tag: coldTag, log: (l) => lines.push(l) });
+      expect(cold.ref).toBe(expected);
+      expect(cold.built).toBe(true);
+      expect(lines.some((l) => l.includes(`Successfully tagged ${expected}`))).toBe(true);
 
-    const warm = await ensureNodeImage({ docker });
-    expect(warm).toEqual({ ref: expected, built: false, seconds: expect.any(Number) });
+      const warm = await ensureNodeImage({ docker, tag: coldTag });
+      expect(warm).toEqual({ ref: expected, built: false, seconds: expect.any(Number) });
 
-    const info = await docker.getImage(expected).inspect();
-    expect(info.Config.Labels).toMatchObject({ "lab.dev/image": "node", "lab.dev/tag": tag });
-    expect(info.Config.Entrypoint).toEqual([...CLI, "host"]);
-    expect(info.Config.Env).toContain("ETCDCTL_API=3");
-    process.stdout.write(
-      `docker-image: ${expected} is ${(info.Size / 1e6).toFixed(1)} MB; ` +
-        `cold build ${cold.seconds} s, warm ${warm.seconds} s\n`,
-    );
+      const info = await docker.getImage(expected).inspect();
+      expect(info.Config.Labels).toMatchObject({ "lab.dev/image": "node", "lab.dev/tag": coldTag });
+      expect(info.Config.Entrypoint).toEqual([...CLI, "host"]);
+      expect(info.Config.Env).toContain("ETCDCTL_API=3");
+      process.stdout.write(
+        `docker-image: ${expected} is ${(info.Size / 1e6).toFixed(1)} MB; ` +
+          `cold build ${cold.seconds} s, warm ${warm.seconds} s\n`,
+      );
+    } finally {
+      await removeImage(expected); // made here, for this test only
+    }
+    // Without a tag, the image is the one named by this machine's inputs.
+    expect((await ensureNodeImage({ docker })).ref).toBe(`${NODE_IMAGE_REPO}:${tag}`);
   }, 300_000);
 
   it("reports a failed build with the engine's message", async () => {

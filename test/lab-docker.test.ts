@@ -112,6 +112,46 @@ describe("lab down on Docker", () => {
   });
 });
 
+describe("one Docker Engine, two lab homes", () => {
+  it("refuses a lab name the engine already has, touching nothing of the lab that has it", async () => {
+    const other = labHarness("docker");
+    await harness.ok(["up", "stacked-single", "--name", "twin", "--runtime", "docker"]);
+    try {
+      const before = docker(["ps", "-q", "--no-trunc", "--filter", "label=lab.dev/lab=twin"]);
+      const r = await other.lab(["up", "stacked-single", "--name", "twin", "--runtime", "docker"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("this Docker Engine already has objects lab twin needs or owns:");
+      expect(r.stderr).toContain("container twin-control-plane-1 (belongs to lab twin)");
+      expect(r.stderr).toContain("network twin (belongs to lab twin)");
+      expect(r.stderr).toContain("lab down --name twin with that LAB_HOME");
+      expect(fs.existsSync(path.join(other.home, "labs", "twin"))).toBe(false);
+      // The first lab is whole and still serves.
+      expect(docker(["ps", "-q", "--no-trunc", "--filter", "label=lab.dev/lab=twin"])).toBe(before);
+      const status = JSON.parse(await harness.ok(["status", "--name", "twin", "-o", "json"]));
+      expect(status.apiServers.every((a: { ready: boolean }) => a.ready)).toBe(true);
+      expect((await other.lab(["down", "--name", "twin"])).stderr).toContain('no such lab "twin"');
+    } finally {
+      await harness.ok(["down", "--name", "twin"]);
+    }
+    expect(await leftovers("twin")).toEqual([]);
+  });
+
+  it("refuses a name whose network someone made by hand, and leaves that network alone", async () => {
+    docker(["network", "create", "handmade"]);
+    try {
+      const r = await harness.lab(["up", "stacked-single", "--name", "handmade", "--runtime", "docker"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("this Docker Engine already has an object lab handmade needs or owns:");
+      expect(r.stderr).toContain("network handmade (not made by lab)");
+      expect(docker(["network", "ls", "-q", "--filter", "name=^handmade$"])).not.toBe("");
+      expect(await leftovers("handmade")).toEqual([]);
+      expect(fs.existsSync(path.join(harness.home, "labs", "handmade"))).toBe(false);
+    } finally {
+      spawnSync("docker", ["network", "rm", "handmade"], { stdio: "ignore" });
+    }
+  });
+});
+
 defineLabSuite("docker", harness, running, leftovers);
 
 /**

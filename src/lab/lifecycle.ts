@@ -210,7 +210,9 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
 
     progress.step("Writing credentials and manifests");
     fs.mkdirSync(dir, { recursive: true });
-    record = recordOf(plan, file, ports);
+    const fresh = recordOf(plan, file, ports);
+    const instance = fresh.instance;
+    record = fresh;
     writeLab(record);
     writeCredentials(plan, dir);
     writeManifests(plan);
@@ -222,6 +224,7 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
       let made: Awaited<ReturnType<typeof createDockerLab>>;
       try {
         made = await createDockerLab(plan, (h) => filesRoot(name, h), {
+          instance,
           ...(options.baseImage ? { baseImage: options.baseImage } : {}),
         });
       } catch (e) {
@@ -241,12 +244,11 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
     await waitReady(record, plan, waitMs, progress);
     return { record, loaded };
   } catch (e) {
-    // Nothing half-created stays behind.
+    // Nothing half-created stays behind (and nothing of another lab is touched: Docker objects
+    // go by this lab's instance id).
     if (record && created) {
       for (const h of record.hosts) await stopOneHost(record, h).catch(() => undefined);
       await removeRuntimeObjects(record).catch(() => undefined);
-    } else if (runtime === "docker" && created) {
-      await removeRuntimeObjects({ name, runtime } as LabRecord).catch(() => undefined);
     }
     fs.rmSync(dir, { recursive: true, force: true });
     throw e;

@@ -18,22 +18,22 @@ import type { HostRecord, LabRecord } from "./state.js";
  */
 
 export async function isHostRunning(lab: LabRecord, host: HostRecord): Promise<boolean> {
-  return lab.runtime === "docker" ? dockerHostRunning(host) : hostRunning(host);
+  return lab.runtime === "docker" ? dockerHostRunning(lab, host) : hostRunning(host);
 }
 
 export async function startOneHost(lab: LabRecord, host: HostRecord): Promise<void> {
-  if (lab.runtime === "docker") await dockerStartHost(host);
+  if (lab.runtime === "docker") await dockerStartHost(lab, host);
   else startHost(lab, host);
 }
 
 export async function stopOneHost(lab: LabRecord, host: HostRecord): Promise<void> {
-  if (lab.runtime === "docker") await dockerStopHost(host);
+  if (lab.runtime === "docker") await dockerStopHost(lab, host);
   else await stopHost(host);
 }
 
 /** After every host is stopped: the runtime's own objects (containers, networks, volumes). */
 export async function removeRuntimeObjects(lab: LabRecord): Promise<void> {
-  if (lab.runtime === "docker") await removeDockerLab(lab.name);
+  if (lab.runtime === "docker") await removeDockerLab(lab.name, lab.instance);
 }
 
 export async function componentsOf(lab: LabRecord, host: HostRecord): Promise<readonly ComponentStatus[]> {

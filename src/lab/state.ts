@@ -1,3 +1,4 @@
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -42,6 +43,11 @@ export interface LabRecord {
   readonly etcdEndpoints: readonly string[];
   /** "up" while the lab is meant to run, "stopped" after lab stop. */
   state: "up" | "stopped";
+  /**
+   * A random id made by lab up: Docker objects carry it, so that removal never touches another
+   * lab home's lab of the same name. Absent in records written before it existed.
+   */
+  readonly instance?: string;
 }
 
 export class NoSuchLabError extends Error {
@@ -80,7 +86,11 @@ export function portKey(host: string, listener: PortName): string {
   return `${host}/${listener}`;
 }
 
-export function recordOf(plan: Plan, topologyFile: string, ports: Record<string, number>): LabRecord {
+export function recordOf(
+  plan: Plan,
+  topologyFile: string,
+  ports: Record<string, number>,
+): LabRecord & { readonly instance: string } {
   return {
     name: plan.lab,
     runtime: plan.runtime,
@@ -93,5 +103,6 @@ export function recordOf(plan: Plan, topologyFile: string, ports: Record<string,
     apiServerUrl: plan.apiServerUrl,
     etcdEndpoints: plan.etcdEndpoints,
     state: "up",
+    instance: crypto.randomBytes(8).toString("hex"),
   };
 }

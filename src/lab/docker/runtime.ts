@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import type Dockerode from "dockerode";
 import type { Plan, PlanHost } from "../../topology/plan.js";
-import type { HostRecord } from "../state.js";
+import type { HostRecord, LabRecord } from "../state.js";
 import { ensureNodeImage } from "./image.js";
 
 /**
@@ -17,6 +17,11 @@ import { ensureNodeImage } from "./image.js";
 export const LABEL_LAB = "lab.dev/lab";
 export const LABEL_HOST = "lab.dev/host";
 export const LABEL_ROLE = "lab.dev/role";
+/**
+ * Which `lab up` made the object: a lab name is unique per lab home, not per Docker Engine, so
+ * removal goes by this id too and never touches another lab home's lab of the same name.
+ */
+export const LABEL_INSTANCE = "lab.dev/instance";
 
 /** The Docker Engine's socket: $DOCKER_SOCKET, or the usual one. */
 export function dockerSocket(): string {
@@ -44,24 +49,32 @@ export async function dockerAvailable(client?: Dockerode): Promise<{ ok: boolean
 }
 
 export interface DockerCreateOptions {
+  /** The lab's instance id (LabRecord.instance), put on every object as LABEL_INSTANCE. */
+  readonly instance: string;
   readonly baseImage?: string | undefined;
   readonly log?: (line: string) => void;
 }
 
-/** Creates the lab's image (if needed), networks, volumes and containers; does not start them. */
+/**
+ * Creates the lab's image (if needed), networks, volumes and containers; does not start them.
+ * Refuses, before creating anything, when the engine already has an object of that name or a
+ * lab of that name (see dockerConflicts).
+ */
 export async function createDockerLab(
   plan: Plan,
   filesRoot: (host: string) => string,
-  o: DockerCreateOptions = {},
+  o: DockerCreateOptions,
 ): Promise<{ image: string; imageBuilt: boolean; imageSeconds: number }> {
   const docker = await dockerClient();
+  const conflicts = await dockerConflicts(docker, plan);
+  if (conflicts.length > 0) throw new DockerConflictError(plan.lab, conflicts);
   const image = await ensureNodeImage({
     docker,
     ...(o.baseImage ? { baseImage: o.baseImage } : {}),
     ...(o.log ? { log: o.log } : {}),
   });
   if (image.built) await pruneNodeImages(docker, image.ref);
-  const labels = { [LABEL_LAB]: plan.lab };
+  const labels = { [LABEL_LAB]: plan.lab, [LABEL_INSTANCE]: o.instance };
   for (const n of plan.networks) {
     await docker.createNetwork({
       Name: n.name,
@@ -71,7 +84,7 @@ export async function createDockerLab(
       CheckDuplicate: true,
     });
   }
-  for (const h of plan.hosts) await createContainer(docker, plan, h, image.ref, filesRoot(h.name));
+  for (const h of plan.hosts) await createContainer(docker, plan, h, image.ref, filesRoot(h.name), labels);
   return { image: image.ref, imageBuilt: image.built, imageSeconds: image.seconds };
 }
 
@@ -79,6 +92,48 @@ export async function createDockerLab(
  * Each rebuilt project gets a new node image (~150 MB): remove the older ones that no container
  * uses (an image in use by any lab, running or stopped, stays).
  */
+/** An object `lab up` would create is already there (a line per object, saying whose it is). */
+export class DockerConflictError extends Error {
+  constructor(lab: string, conflicts: readonly string[]) {
+    super(
+      `this Docker Engine already has ${conflicts.length === 1 ? "an object" : "objects"} lab ${lab} needs or owns: ${conflicts.join("; ")}. ` +
+        `Pick another --name, or remove them (a lab in another lab home: lab down --name ${lab} with that LAB_HOME; otherwise docker rm -f / docker network rm / docker volume rm)`,
+    );
+    this.name = "DockerConflictError";
+  }
+}
+
+/**
+ * What stands in the way of creating the plan's objects: a container, network or volume of the
+ * same name, or any object labelled with this lab's name (a lab of that name made from another
+ * lab home, or left behind when its lab home was deleted). Nothing is created or removed here.
+ */
+export async function dockerConflicts(docker: Dockerode, plan: Plan): Promise<string[]> {
+  const owner = (labels: Record<string, string> | null | undefined) => {
+    const lab = labels?.[LABEL_LAB];
+    return lab === undefined ? "not made by lab" : `belongs to lab ${lab}`;
+  };
+  const found = new Map<string, string>();
+  const containers = await docker.listContainers({ all: true });
+  const wanted = new Set(plan.hosts.map((h) => h.name));
+  for (const c of containers) {
+    const names = (c.Names ?? []).map((n) => n.replace(/^\//, ""));
+    const clash = names.find((n) => wanted.has(n));
+    if (clash !== undefined || c.Labels?.[LABEL_LAB] === plan.lab)
+      found.set(`container ${clash ?? names[0] ?? c.Id.slice(0, 12)}`, owner(c.Labels));
+  }
+  const networkNames = new Set(plan.networks.map((n) => n.name));
+  for (const n of await docker.listNetworks()) {
+    if (networkNames.has(n.Name) || n.Labels?.[LABEL_LAB] === plan.lab) found.set(`network ${n.Name}`, owner(n.Labels));
+  }
+  const volumeNames = new Set(plan.hosts.flatMap((h) => (h.volume ? [h.volume] : [])));
+  const volumes = await docker.listVolumes();
+  for (const v of volumes.Volumes ?? []) {
+    if (volumeNames.has(v.Name) || v.Labels?.[LABEL_LAB] === plan.lab) found.set(`volume ${v.Name}`, owner(v.Labels));
+  }
+  return [...found].map(([what, whose]) => `${what} (${whose})`);
+}
+
 async function pruneNodeImages(docker: Dockerode, keep: string): Promise<void> {
   const images = await docker.listImages({ filters: { label: ["lab.dev/image=node"] } });
   for (const img of images) {
@@ -98,11 +153,12 @@ async function createContainer(
   h: PlanHost,
   image: string,
   files: string,
+  labels: Record<string, string>,
 ): Promise<void> {
   const [first, ...others] = h.networks;
   const binds = [`${files}/etc/kubernetes:/etc/kubernetes`];
   if (h.volume) {
-    await docker.createVolume({ Name: h.volume, Labels: { [LABEL_LAB]: plan.lab, [LABEL_HOST]: h.name } });
+    await docker.createVolume({ Name: h.volume, Labels: { ...labels, [LABEL_HOST]: h.name } });
     binds.push(`${h.volume}:/var/lib/etcd`);
   }
   const publish = h.publish;
@@ -111,7 +167,7 @@ async function createContainer(
     Hostname: h.name,
     Image: image,
     Cmd: [`--name=${h.name}`, "--root=/", `--lab=${plan.lab}`],
-    Labels: { [LABEL_LAB]: plan.lab, [LABEL_HOST]: h.name, [LABEL_ROLE]: h.role },
+    Labels: { ...labels, [LABEL_HOST]: h.name, [LABEL_ROLE]: h.role },
     ...(publish ? { ExposedPorts: { [`${publish.containerPort}/tcp`]: {} } } : {}),
     HostConfig: {
       Binds: binds,
@@ -131,35 +187,65 @@ async function createContainer(
     await docker.getNetwork(n).connect({ Container: container.id, EndpointConfig: { Aliases: [h.name] } });
 }
 
-export async function dockerHostRunning(host: HostRecord): Promise<boolean> {
+type ContainerInfo = Awaited<ReturnType<Dockerode.Container["inspect"]>>;
+
+/**
+ * The host's container when it is this lab's (its labels name the lab, the host and, for labs
+ * that have one, the instance); undefined when there is none. A container of that name that
+ * belongs to something else is an error saying whose it is: lab never starts or stops it.
+ */
+async function labContainer(lab: LabRecord, host: HostRecord): Promise<ContainerInfo | undefined> {
+  let info: ContainerInfo;
   try {
-    const info = await (await dockerClient()).getContainer(host.name).inspect();
-    return info.State.Running && (info.Config.Labels?.[LABEL_HOST] ?? "") === host.name;
+    info = await (await dockerClient()).getContainer(host.name).inspect();
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode === 404) return undefined;
+    throw e;
+  }
+  const labels = info.Config.Labels ?? {};
+  const ours =
+    labels[LABEL_LAB] === lab.name &&
+    labels[LABEL_HOST] === host.name &&
+    (lab.instance === undefined || labels[LABEL_INSTANCE] === lab.instance);
+  if (!ours) {
+    const whose =
+      labels[LABEL_LAB] === undefined ? "not made by lab" : `lab ${labels[LABEL_LAB]} from another lab home`;
+    throw new Error(
+      `container ${host.name} is not lab ${lab.name}'s host (${whose}); lab leaves it alone: see docker inspect ${host.name}`,
+    );
+  }
+  return info;
+}
+
+export async function dockerHostRunning(lab: LabRecord, host: HostRecord): Promise<boolean> {
+  try {
+    return (await labContainer(lab, host))?.State.Running ?? false;
   } catch {
     return false;
   }
 }
 
-export async function dockerStartHost(host: HostRecord): Promise<void> {
-  const c = (await dockerClient()).getContainer(host.name);
-  const info = await c.inspect();
-  if (!info.State.Running) await c.start();
+export async function dockerStartHost(lab: LabRecord, host: HostRecord): Promise<void> {
+  const info = await labContainer(lab, host);
+  if (!info)
+    throw new Error(`container ${host.name} of lab ${lab.name} is gone; lab down --name ${lab.name} removes the rest`);
+  if (!info.State.Running) await (await dockerClient()).getContainer(info.Id).start();
 }
 
-export async function dockerStopHost(host: HostRecord): Promise<void> {
-  const c = (await dockerClient()).getContainer(host.name);
-  try {
-    const info = await c.inspect();
-    if (info.State.Running) await c.stop({ t: 15 });
-  } catch (e) {
-    if ((e as { statusCode?: number }).statusCode !== 404) throw e;
-  }
+export async function dockerStopHost(lab: LabRecord, host: HostRecord): Promise<void> {
+  const info = await labContainer(lab, host);
+  if (info?.State.Running) await (await dockerClient()).getContainer(info.Id).stop({ t: 15 });
 }
 
-/** Removes every container, network and volume labelled with this lab (and nothing else). */
-export async function removeDockerLab(lab: string): Promise<void> {
+/**
+ * Removes every container, network and volume labelled with this lab and, when given, this
+ * instance id (labs made before instance ids existed go by name alone); nothing else.
+ */
+export async function removeDockerLab(lab: string, instance: string | undefined): Promise<void> {
   const docker = await dockerClient();
-  const filter = { label: [`${LABEL_LAB}=${lab}`] };
+  const filter = {
+    label: [`${LABEL_LAB}=${lab}`, ...(instance === undefined ? [] : [`${LABEL_INSTANCE}=${instance}`])],
+  };
   const containers = await docker.listContainers({ all: true, filters: filter });
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: false })));
   for (const n of await docker.listNetworks({ filters: filter })) await removeNetwork(docker, n.Id, n.Name);
