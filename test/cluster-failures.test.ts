@@ -355,6 +355,8 @@ describe("a follower that falls behind", () => {
       await setFaults(follower, "DELETE");
       await c.waitConverged(30_000);
       expect(follower.output).toContain("applied a snapshot from the leader");
+      // Made when sent, of the state the leader had applied then (Raft itself keeps no copy).
+      expect(leader.output).toContain('"msg":"sending a snapshot"');
       // Every event arrives once, in revision order, with the values written.
       const values: string[] = [];
       const deadline = Date.now() + 20_000;

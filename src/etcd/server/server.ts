@@ -25,7 +25,7 @@ import { MvccStore } from "../mvcc/store.js";
 import { decodeInternal, encodeInternal } from "../proto.js";
 import { encodePut, isPlainPut } from "../put-codec.js";
 import type { MemberImage, StateSnapshot } from "../wal/snapshot.js";
-import { decodeSnapshot, encodeSnapshot, encodeSnapshotInSlices, SnapshotStore } from "../wal/snapshot.js";
+import { decodeSnapshot, encodeSnapshotInSlices, SnapshotStore } from "../wal/snapshot.js";
 import { Wal, type WalEntry, WalFailedError } from "../wal/wal.js";
 import { AlarmType, type InternalRequest, type RangeRequest, type RangeResponse, type TxnRequest } from "../wire.js";
 import { AlarmStore, Applier, type ApplyResult, requestWrites } from "./applier.js";
@@ -348,7 +348,7 @@ export class EtcdServer {
     }
     if (snap) {
       this.restoreSnapshot(snap);
-      this.raftStorage.applySnapshot(this.raftSnapshotOf(snap, encodeSnapshot(snap)));
+      this.raftStorage.applySnapshot(this.raftSnapshotOf(snap, NO_DATA));
       this.log.info("loaded snapshot", { index: snap.index, revision: snap.store.currentRevision });
     } else if (!fresh) {
       throw new Error(
@@ -615,6 +615,41 @@ export class EtcdServer {
     }
   }
 
+  /** Hands messages to the peers; a snapshot goes by sendCurrentState. */
+  private send(messages: Message[]): void {
+    let others = messages;
+    if (messages.some((m) => m.type === MessageType.MsgSnap)) {
+      others = [];
+      for (const m of messages) {
+        if (m.type === MessageType.MsgSnap) this.sendCurrentState(m);
+        else others.push(m);
+      }
+    }
+    if (others.length > 0) this.peers?.send(others);
+  }
+
+  /**
+   * A snapshot leaves with the state applied now, as etcd merges its snapshot message at send
+   * time: Raft's own snapshot is only its metadata (the member keeps no encoded copy of its whole
+   * state in memory), and the applied state is at or past it. Encoding runs in slices; the
+   * follower's answer, at the higher index, moves its progress past Raft's snapshot.
+   */
+  private sendCurrentState(m: Message): void {
+    const image = this.snapshotImage();
+    const confState: ConfState = { voters: [...this.confState.voters], learners: [...this.confState.learners] };
+    encodeSnapshotInSlices(image).then(
+      (data) => {
+        if (this.stopped) return;
+        this.log.info("sending a snapshot", { to: hexId(m.to), index: image.index, bytes: data.length });
+        this.peers?.send([{ ...m, snapshot: { metadata: { index: image.index, term: image.term, confState }, data } }]);
+      },
+      (err: unknown) => {
+        this.log.warn("could not encode a snapshot for a follower", { to: hexId(m.to), error: String(err) });
+        if (!this.stopped) this.raw.reportSnapshot(m.to, "failure");
+      },
+    );
+  }
+
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState) this.onSoftState(rd.softState.lead, rd.softState.raftState);
     for (const rs of rd.readStates) this.onReadState(Buffer.from(rs.requestCtx).toString("latin1"), rs.index);
@@ -629,7 +664,7 @@ export class EtcdServer {
       // A follower's forwarded proposals and read requests promise nothing about its disk: they
       // need not wait for this Ready's write either.
       after = rd.messages.filter((m) => !FORWARDED.has(m.type));
-      if (after.length < rd.messages.length) this.peers?.send(rd.messages.filter((m) => FORWARDED.has(m.type)));
+      if (after.length < rd.messages.length) this.send(rd.messages.filter((m) => FORWARDED.has(m.type)));
     }
     // A leader's commit notices (appends without entries that only raise the followers' commit
     // index) leave on the next turn of the event loop: the answers this Ready releases go out
@@ -645,7 +680,7 @@ export class EtcdServer {
         else if (this.answersForwarded(m)) urgent.push(m);
         else notices.push(m);
       }
-      if (urgent.length > 0) this.peers?.send(urgent);
+      if (urgent.length > 0) this.send(urgent);
       if (notices.length > 0) commitNotices = notices;
     }
     // 0. Entries that are committed and already in our log on disk (an earlier Ready wrote them)
@@ -667,7 +702,7 @@ export class EtcdServer {
     const notices = commitNotices;
     if (notices) {
       setImmediate(() => {
-        if (!this.stopped) this.peers?.send(notices);
+        if (!this.stopped) this.send(notices);
       });
     }
     // The answers just released are promise chains, and the socket write of each is queued behind
@@ -690,7 +725,7 @@ export class EtcdServer {
     if (rd.hardState) this.raftStorage.setHardState(rd.hardState);
     if (rd.entries.length > 0) this.raftStorage.append(rd.entries);
     // 2. Send, now that what the messages promise is durable.
-    if (after.length > 0) this.peers?.send(after);
+    if (after.length > 0) this.send(after);
     // 3. Apply.
     for (const e of rd.committedEntries) this.applyEntry(e);
     if (rd.committedEntries.length > 0) {
@@ -766,7 +801,8 @@ export class EtcdServer {
     await this.snapshotWrites;
     await this.snapshots.save(fixed);
     await this.wal.markSnapshot({ index: snap.metadata.index, term: snap.metadata.term, reset: true });
-    this.raftStorage.applySnapshot(snap);
+    // Raft keeps the snapshot's metadata only: a snapshot this member sends later is made then.
+    this.raftStorage.applySnapshot({ metadata: snap.metadata, data: NO_DATA });
     this.restoreSnapshot(fixed);
     this.watchHub.storeRestored();
     for (const m of this.membership.list()) if (m.id !== this.memberId) this.peers?.addPeer(m.id, m.peerUrls);
@@ -1322,7 +1358,7 @@ export class EtcdServer {
         // Raft already holds this state when nothing was applied since its last snapshot (a
         // defragment rewrites the file only).
         if (image.index > this.raftStorage.snapshot().metadata.index) {
-          this.raftStorage.createSnapshot(image.index, confState, data);
+          this.raftStorage.createSnapshot(image.index, confState, NO_DATA);
           // Entries kept behind the snapshot, so that a briefly lagging follower needs no snapshot.
           const compactTo = image.index - this.config.snapshotCatchUpEntries;
           if (compactTo > this.raftStorage.firstIndex()) this.raftStorage.compact(compactTo);
@@ -1368,6 +1404,9 @@ export class EtcdServer {
     }
   }
 }
+
+/** What Raft's own snapshots carry: nothing (see sendCurrentState). */
+const NO_DATA = new Uint8Array(0);
 
 function urlString(u: URL): string {
   // etcd keeps URLs as given, without the trailing slash URL.toString() would add.
