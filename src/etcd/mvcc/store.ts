@@ -174,7 +174,7 @@ export class MvccStore {
     if (revision > this.rev) throw errFutureRev();
     const emptied: string[] = [];
     for (const [key, records] of this.byKey) {
-      const keep = compactRecords(records, revision);
+      const keep = recordsKeptByCompaction(records, revision);
       if (keep === records.length) continue;
       for (let i = 0; i < records.length - keep; i++) this.liveBytes -= recordCost(records[i] as KeyValue);
       records.splice(0, records.length - keep);
@@ -243,6 +243,22 @@ export class MvccStore {
       return true;
     });
     return { hash, revision: this.rev, compactRevision: this.compactRev };
+  }
+
+  /**
+   * The records written after `revision`, in revision order (a transaction's in its own order),
+   * for a delta snapshot; undefined when a compaction passed `revision` (the history that lists
+   * them no longer reaches back, and records after it may be gone).
+   */
+  recordsAfter(revision: number): KeyValue[] | undefined {
+    if (revision < this.compactRev || revision + 1 < this.historyStart) return undefined;
+    const records: KeyValue[] = [];
+    for (let i = Math.max(0, revision + 1 - this.historyStart); i < this.history.length; i++) {
+      const entry = this.history[i];
+      if (Array.isArray(entry)) for (const e of entry as readonly MvccEvent[]) records.push(e.kv);
+      else records.push((entry as MvccEvent).kv);
+    }
+    return records;
   }
 
   /** Every retained record, for a snapshot. */
@@ -498,7 +514,8 @@ function latestAt(records: KeyValue[] | undefined, rev: number): KeyValue | unde
 }
 
 /** How many records (from the tail) survive a compaction at `rev`. */
-function compactRecords(records: KeyValue[], rev: number): number {
+/** How many of a key's records (oldest first) a compaction at `rev` keeps: the newest ones. */
+export function recordsKeptByCompaction(records: readonly KeyValue[], rev: number): number {
   // Index of the latest record <= rev: everything before it is invisible to reads at >= rev.
   let idx = -1;
   for (let i = records.length - 1; i >= 0; i--) {

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { BinaryReader, BinaryWriter } from "../../util/binary.js";
 import { crc32c } from "../../util/crc32c.js";
-import type { KeyValue, StoreImage } from "../mvcc/store.js";
+import { type KeyValue, recordsKeptByCompaction, type StoreImage } from "../mvcc/store.js";
 import { fsyncDir } from "./wal.js";
 
 /**
@@ -12,11 +12,36 @@ import { fsyncDir } from "./wal.js";
  * The same bytes are what Maintenance.Snapshot streams (etcdctl snapshot save).
  *
  * File: "LABSNAP" + 2-digit format version, the body, then a CRC-32C of everything before it.
+ *
+ * Most snapshots a member saves are deltas: the records written since the previous snapshot file
+ * (records are never changed once written), with the whole of the small state (members, leases,
+ * alarms, revisions). A delta names the file it follows; loading takes the newest full snapshot
+ * and the deltas after it, in order. So a snapshot costs what was written since the last one,
+ * not the size of the store. Worked example, --snapshot-count 100:
+ *
+ *     index 100: full   0..0100.snap   every record (revisions 1..98)
+ *     index 200: delta  0..0200.delta  records of revisions 99..197, follows index 100
+ *     index 300: delta  0..0300.delta  records of revisions 198..290, follows index 200
+ *
+ * Loading index 300 = the full one's records, then each delta's appended key by key, then the
+ * last delta's compaction applied (a compaction only drops records at or below its revision, so
+ * applying it after the later records arrive drops the same ones). A member writes a full
+ * snapshot again after MAX_DELTAS deltas, when a compaction passed the previous snapshot's
+ * revision (the records since then are no longer all in the watch history), after a defragment,
+ * and on a snapshot from its leader.
+ *
+ * Delta file: "LABDELT" + 2-digit version, the body of a snapshot with the index it follows and
+ * the revision its records start after inserted after the cluster ID, then the CRC-32C.
  */
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
 const MAGIC = Buffer.from(`LABSNAP${String(SNAPSHOT_FORMAT_VERSION).padStart(2, "0")}`, "latin1");
 const MAGIC_PREFIX = "LABSNAP";
+export const DELTA_FORMAT_VERSION = 1;
+const DELTA_MAGIC = Buffer.from(`LABDELT${String(DELTA_FORMAT_VERSION).padStart(2, "0")}`, "latin1");
+const DELTA_MAGIC_PREFIX = "LABDELT";
+/** Deltas after a full snapshot before the next full one: bounds what a restart reads. */
+export const MAX_DELTAS = 8;
 
 export interface LeaseImage {
   readonly id: bigint;
@@ -49,6 +74,17 @@ export interface StateSnapshot {
   readonly alarms: AlarmImage[];
 }
 
+/**
+ * The records written after the previous snapshot file (revisions fromRevision+1 .. the store's
+ * current one, in revision order) and the whole of the rest of the state at `index`.
+ */
+export interface SnapshotDelta extends StateSnapshot {
+  /** The index of the snapshot file this one follows (full or delta). */
+  readonly follows: number;
+  /** That snapshot's current revision: the records here are all written after it. */
+  readonly fromRevision: number;
+}
+
 export class SnapshotCorruptionError extends Error {
   constructor(file: string, reason: string) {
     super(`snapshot ${file} is unreadable: ${reason}`);
@@ -56,7 +92,7 @@ export class SnapshotCorruptionError extends Error {
   }
 }
 
-export function encodeSnapshot(s: StateSnapshot): Buffer {
+export function encodeSnapshot(s: StateSnapshot | SnapshotDelta): Buffer {
   const steps = snapshotEncoder(s, Number.POSITIVE_INFINITY);
   for (;;) {
     const step = steps.next();
@@ -72,7 +108,10 @@ export function encodeSnapshot(s: StateSnapshot): Buffer {
  * records, and records are never modified once written, so an image taken in one turn is safe.
  * The default slice (4,096 records) is ~15 ms of CPU on this project's 2-core test machine.
  */
-export async function encodeSnapshotInSlices(s: StateSnapshot, recordsPerSlice = 4096): Promise<Buffer> {
+export async function encodeSnapshotInSlices(
+  s: StateSnapshot | SnapshotDelta,
+  recordsPerSlice = 4096,
+): Promise<Buffer> {
   if (!Number.isInteger(recordsPerSlice) || recordsPerSlice < 1) {
     throw new RangeError(`records per slice must be a positive integer, not ${recordsPerSlice}`);
   }
@@ -84,12 +123,17 @@ export async function encodeSnapshotInSlices(s: StateSnapshot, recordsPerSlice =
   }
 }
 
-/** Encodes `s`, yielding after every `recordsPerSlice` records; returns the finished bytes. */
-function* snapshotEncoder(s: StateSnapshot, recordsPerSlice: number): Generator<void, Buffer, void> {
+function isDelta(s: StateSnapshot | SnapshotDelta): s is SnapshotDelta {
+  return "follows" in s;
+}
+
+/** Encodes `s` (a delta file when it is one), yielding after every `recordsPerSlice` records. */
+function* snapshotEncoder(s: StateSnapshot | SnapshotDelta, recordsPerSlice: number): Generator<void, Buffer, void> {
+  const delta = isDelta(s) ? s : undefined;
   // Sized up front (a store of 100,000 revisions is ~30 MB): no buffer grows, nothing is copied
   // twice; the checksum goes after the magic and the body, in the same buffer, and is computed
   // slice by slice as the bytes are written.
-  let size = MAGIC.length + 8 * 3 + 4 + 8 * 2 + 4 + 4 + 4 + 4;
+  let size = MAGIC.length + 8 * 3 + (delta ? 8 * 2 : 0) + 4 + 8 * 2 + 4 + 4 + 4 + 4;
   for (const m of s.members) {
     size += 8 + 4 + Buffer.byteLength(m.name) + 1 + 8;
     for (const u of [...m.peerUrls, ...m.clientUrls]) size += 4 + Buffer.byteLength(u);
@@ -105,8 +149,9 @@ function* snapshotEncoder(s: StateSnapshot, recordsPerSlice: number): Generator<
     crc = crc32c(written.subarray(checksummed), crc);
     checksummed = written.length;
   };
-  w.raw(MAGIC);
+  w.raw(delta ? DELTA_MAGIC : MAGIC);
   w.u64(s.index).u64(s.term).u64n(s.clusterId);
+  if (delta) w.u64(delta.follows).u64(delta.fromRevision);
   w.u32(s.members.length);
   for (const m of s.members) {
     w.u64n(m.id)
@@ -137,13 +182,22 @@ function* snapshotEncoder(s: StateSnapshot, recordsPerSlice: number): Generator<
 }
 
 export function decodeSnapshot(data: Buffer, label: string): StateSnapshot {
+  const decoded = decodeSnapshotFile(data, label);
+  if (isDelta(decoded)) throw new SnapshotCorruptionError(label, "a delta snapshot, not a full one");
+  return decoded;
+}
+
+/** Decodes a full snapshot or a delta, whichever the file's magic says. */
+export function decodeSnapshotFile(data: Buffer, label: string): StateSnapshot | SnapshotDelta {
   if (data.length < MAGIC.length + 4) throw new SnapshotCorruptionError(label, "too short to be a lab snapshot");
   const magic = data.subarray(0, MAGIC.length).toString("latin1");
-  if (!magic.startsWith(MAGIC_PREFIX)) throw new SnapshotCorruptionError(label, "not a lab snapshot file");
-  if (magic !== MAGIC.toString("latin1")) {
+  const delta = magic.startsWith(DELTA_MAGIC_PREFIX);
+  if (!delta && !magic.startsWith(MAGIC_PREFIX)) throw new SnapshotCorruptionError(label, "not a lab snapshot file");
+  const expected = (delta ? DELTA_MAGIC : MAGIC).toString("latin1");
+  if (magic !== expected) {
     throw new SnapshotCorruptionError(
       label,
-      `format version ${magic.slice(MAGIC_PREFIX.length)} is not supported (this build reads version ${SNAPSHOT_FORMAT_VERSION})`,
+      `format version ${magic.slice(MAGIC_PREFIX.length)} is not supported (this build reads version ${delta ? DELTA_FORMAT_VERSION : SNAPSHOT_FORMAT_VERSION})`,
     );
   }
   const end = data.length - 4;
@@ -155,6 +209,8 @@ export function decodeSnapshot(data: Buffer, label: string): StateSnapshot {
     const index = r.u64();
     const term = r.u64();
     const clusterId = r.u64n();
+    const follows = delta ? r.u64() : 0;
+    const fromRevision = delta ? r.u64() : 0;
     const members: MemberImage[] = [];
     for (let n = r.u32(); n > 0; n--) {
       const id = r.u64n();
@@ -183,18 +239,80 @@ export function decodeSnapshot(data: Buffer, label: string): StateSnapshot {
     const alarms: AlarmImage[] = [];
     for (let n = r.u32(); n > 0; n--) alarms.push({ memberId: r.u64n(), alarm: r.u8() });
     if (r.remaining !== 0) throw new RangeError(`${r.remaining} unexpected trailing bytes`);
-    return { index, term, clusterId, members, store: { currentRevision, compactedRevision, records }, leases, alarms };
+    const state = {
+      index,
+      term,
+      clusterId,
+      members,
+      store: { currentRevision, compactedRevision, records },
+      leases,
+      alarms,
+    };
+    return delta ? { ...state, follows, fromRevision } : state;
   } catch (err) {
     throw new SnapshotCorruptionError(label, err instanceof Error ? err.message : String(err));
   }
 }
 
-const KEEP_SNAPSHOTS = 5;
+/**
+ * The state a full snapshot and the deltas after it (in order) describe: the deltas' records
+ * appended to each key's, then the last delta's compaction applied, and the last delta's index,
+ * members, leases and alarms. `labels` name the deltas' files for errors.
+ */
+export function applyDeltas(
+  base: StateSnapshot,
+  deltas: readonly SnapshotDelta[],
+  labels: readonly string[] = deltas.map((d) => `delta at index ${d.index}`),
+): StateSnapshot {
+  if (deltas.length === 0) return base;
+  const byKey = new Map<string, KeyValue[]>();
+  const add = (r: KeyValue): void => {
+    const key = r.key.toString("latin1");
+    const list = byKey.get(key);
+    if (list) list.push(r);
+    else byKey.set(key, [r]);
+  };
+  for (const r of base.store.records) add(r);
+  let previous: StateSnapshot = base;
+  for (const [i, d] of deltas.entries()) {
+    if (d.follows !== previous.index || d.fromRevision !== previous.store.currentRevision) {
+      throw new SnapshotCorruptionError(
+        labels[i] ?? `delta at index ${d.index}`,
+        `it follows the snapshot at index ${d.follows} (revision ${d.fromRevision}), but the one before it is at index ${previous.index} (revision ${previous.store.currentRevision})`,
+      );
+    }
+    for (const r of d.store.records) add(r);
+    previous = d;
+  }
+  const compactedRevision = previous.store.compactedRevision;
+  const records: KeyValue[] = [];
+  for (const list of byKey.values()) {
+    const keep =
+      compactedRevision > base.store.compactedRevision ? recordsKeptByCompaction(list, compactedRevision) : list.length;
+    for (let j = list.length - keep; j < list.length; j++) records.push(list[j] as KeyValue);
+  }
+  const { follows: _f, fromRevision: _r, ...last } = previous as SnapshotDelta;
+  return { ...last, store: { currentRevision: previous.store.currentRevision, compactedRevision, records } };
+}
 
-const snapshotFileName = (term: number, index: number): string =>
-  `${term.toString(16).padStart(16, "0")}-${index.toString(16).padStart(16, "0")}.snap`;
+/** Full snapshots kept (each with the deltas after it): the newest and the one before. */
+const KEEP_FULL = 2;
 
-/** The snapshot files of one member: `<dir>/<term>-<index>.snap`, 16 hex digits each. */
+const fileName = (term: number, index: number, delta: boolean): string =>
+  `${term.toString(16).padStart(16, "0")}-${index.toString(16).padStart(16, "0")}.${delta ? "delta" : "snap"}`;
+const FILE_NAME = /^[0-9a-f]{16}-([0-9a-f]{16})\.(snap|delta)$/;
+
+/** What loadNewest found: the state, and where the next delta would follow on. */
+export interface LoadedSnapshot {
+  readonly state: StateSnapshot;
+  /** Deltas after the full snapshot it was built from. */
+  readonly deltas: number;
+}
+
+/**
+ * The snapshot files of one member: `<dir>/<term>-<index>.snap` (full) and `.delta` (the records
+ * since the file before), 16 hex digits each.
+ */
 export class SnapshotStore {
   constructor(private readonly dir: string) {
     fs.mkdirSync(dir, { recursive: true });
@@ -205,8 +323,8 @@ export class SnapshotStore {
    * the event loop, since writing a large store takes long enough to stall every request in
    * flight. `data` is the encoding when the caller already has it.
    */
-  async save(snapshot: StateSnapshot, data: Buffer = encodeSnapshot(snapshot)): Promise<void> {
-    const file = path.join(this.dir, snapshotFileName(snapshot.term, snapshot.index));
+  async save(snapshot: StateSnapshot | SnapshotDelta, data: Buffer = encodeSnapshot(snapshot)): Promise<void> {
+    const file = path.join(this.dir, fileName(snapshot.term, snapshot.index, isDelta(snapshot)));
     const tmp = `${file}.tmp`;
     const handle = await fs.promises.open(tmp, "w");
     try {
@@ -220,26 +338,60 @@ export class SnapshotStore {
     this.prune();
   }
 
+  /** Drops what comes before the KEEP_FULL newest full snapshots (their deltas stay with them). */
   private prune(): void {
     const all = this.list();
-    for (const old of all.slice(0, Math.max(0, all.length - KEEP_SNAPSHOTS))) fs.rmSync(path.join(this.dir, old));
+    const fulls = all.filter((f) => !f.delta);
+    const oldestKept = fulls[fulls.length - KEEP_FULL];
+    if (!oldestKept) return;
+    for (const f of all) if (f.index < oldestKept.index) fs.rmSync(path.join(this.dir, f.name));
   }
 
-  /** The newest snapshot, or undefined when there is none. A damaged newest snapshot is an error. */
-  loadNewest(): StateSnapshot | undefined {
-    for (const stale of fs.readdirSync(this.dir).filter((n) => n.endsWith(".snap.tmp"))) {
+  /**
+   * The newest state: the newest full snapshot and the deltas after it, or undefined when there
+   * is no snapshot. A damaged file among those, or a delta that does not follow the file before
+   * it, is an error naming the file.
+   */
+  loadNewest(): LoadedSnapshot | undefined {
+    for (const stale of fs.readdirSync(this.dir).filter((n) => n.endsWith(".tmp"))) {
       fs.rmSync(path.join(this.dir, stale));
     }
-    const newest = this.list().at(-1);
-    if (!newest) return undefined;
-    const file = path.join(this.dir, newest);
-    return decodeSnapshot(fs.readFileSync(file), file);
+    const all = this.list();
+    let fullAt = -1;
+    for (let i = all.length - 1; i >= 0 && fullAt < 0; i--) if (!all[i]?.delta) fullAt = i;
+    if (fullAt < 0) {
+      const first = all[0];
+      if (first) {
+        throw new SnapshotCorruptionError(path.join(this.dir, first.name), "a delta with no full snapshot before it");
+      }
+      return undefined;
+    }
+    const read = (name: string) => {
+      const file = path.join(this.dir, name);
+      return { file, decoded: decodeSnapshotFile(fs.readFileSync(file), file) };
+    };
+    const fullName = (all[fullAt] as { name: string }).name;
+    const base = read(fullName);
+    if (isDelta(base.decoded)) throw new SnapshotCorruptionError(base.file, "a delta named as a full snapshot");
+    const deltas: SnapshotDelta[] = [];
+    const labels: string[] = [];
+    for (const f of all.slice(fullAt + 1)) {
+      const d = read(f.name);
+      if (!isDelta(d.decoded)) throw new SnapshotCorruptionError(d.file, "a full snapshot named as a delta");
+      deltas.push(d.decoded);
+      labels.push(d.file);
+    }
+    return { state: applyDeltas(base.decoded, deltas, labels), deltas: deltas.length };
   }
 
-  private list(): string[] {
-    return fs
-      .readdirSync(this.dir)
-      .filter((n) => /^[0-9a-f]{16}-[0-9a-f]{16}\.snap$/.test(n))
-      .sort((a, b) => (a.slice(17) < b.slice(17) ? -1 : a.slice(17) > b.slice(17) ? 1 : 0));
+  /** Snapshot files, oldest (lowest index) first. */
+  private list(): { name: string; index: number; delta: boolean }[] {
+    const files: { name: string; index: number; delta: boolean }[] = [];
+    for (const name of fs.readdirSync(this.dir)) {
+      const m = FILE_NAME.exec(name);
+      if (m) files.push({ name, index: Number.parseInt(m[1] as string, 16), delta: m[2] === "delta" });
+    }
+    // At one index a full snapshot is the newer (a defragment rewrites the state in full).
+    return files.sort((a, b) => a.index - b.index || Number(b.delta) - Number(a.delta));
   }
 }
