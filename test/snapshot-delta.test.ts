@@ -12,6 +12,7 @@ import {
   SnapshotStore,
   type StateSnapshot,
 } from "../src/etcd/wal/snapshot.js";
+import { mulberry32 } from "./helpers/prng.js";
 
 /**
  * Delta snapshots: a full snapshot plus the deltas after it load as the state the live store had,
@@ -33,16 +34,16 @@ function tempSnapDir(): string {
   return d;
 }
 
-/** A deterministic pseudo-random sequence (mulberry32), so a failure replays. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+function put(s: MvccStore, key: string, value: string): void {
+  const txn = s.write();
+  txn.put(b(key), b(value), 0n);
+  txn.end();
+}
+
+function remove(s: MvccStore, key: string): void {
+  const txn = s.write();
+  txn.deleteRange(keySpan(b(key), Buffer.alloc(0)));
+  txn.end();
 }
 
 function stateOf(s: MvccStore, index: number, records = s.image().records): StateSnapshot {
@@ -83,6 +84,19 @@ class Snapshotter {
       this.kinds.push("full");
     }
   }
+}
+
+/** A store with `count` puts, each followed by a snapshot, in a directory of its own. */
+async function snapshotted(count: number, key: (i: number) => string) {
+  const s = new MvccStore();
+  const dir = tempSnapDir();
+  const snaps = new SnapshotStore(dir);
+  const taker = new Snapshotter(snaps, s);
+  for (let i = 1; i <= count; i++) {
+    put(s, key(i), `v${i}`);
+    await taker.take(i);
+  }
+  return { s, dir, snaps, taker };
 }
 
 function expectSameStore(restored: MvccStore, live: MvccStore): void {
@@ -134,7 +148,7 @@ describe("delta snapshots", () => {
 
   it("a full snapshot and its deltas load as the live state, through compactions, deletes and transactions", async () => {
     for (const seed of [1, 2, 3, 4, 5]) {
-      const rnd = random(seed);
+      const rnd = mulberry32(seed);
       const s = new MvccStore();
       const dir = tempSnapDir();
       const snaps = new SnapshotStore(dir);
@@ -187,23 +201,13 @@ describe("delta snapshots", () => {
     const s = new MvccStore();
     const snaps = new SnapshotStore(tempSnapDir());
     const taker = new Snapshotter(snaps, s);
-    const write = (key: string, value: string) => {
-      const txn = s.write();
-      txn.put(b(key), b(value), 0n);
-      txn.end();
-    };
-    const remove = (key: string) => {
-      const txn = s.write();
-      txn.deleteRange(keySpan(b(key), Buffer.alloc(0)));
-      txn.end();
-    };
-    for (let i = 0; i < 30; i++) write(`k${i % 4}`, `a${i}`);
-    remove("k3");
+    for (let i = 0; i < 30; i++) put(s, `k${i % 4}`, `a${i}`);
+    remove(s, "k3");
     await taker.take(1); // full, revision 32
-    for (let i = 0; i < 30; i++) write(`k${i % 5}`, `b${i}`);
+    for (let i = 0; i < 30; i++) put(s, `k${i % 5}`, `b${i}`);
     await taker.take(2); // delta, revision 62
     s.compact(45); // drops records the full snapshot and the first delta hold
-    write("k9", "c");
+    put(s, "k9", "c");
     await taker.take(3);
     expect(taker.kinds).toEqual(["full", "delta", "delta"]);
     const loaded = snaps.loadNewest() as { state: StateSnapshot; deltas: number };
@@ -216,16 +220,7 @@ describe("delta snapshots", () => {
   });
 
   it("keeps the two newest full snapshots with their deltas, and prefers a full one at an index a delta has", async () => {
-    const s = new MvccStore();
-    const dir = tempSnapDir();
-    const snaps = new SnapshotStore(dir);
-    const taker = new Snapshotter(snaps, s);
-    for (let i = 1; i <= 3 * (MAX_DELTAS + 1); i++) {
-      const txn = s.write();
-      txn.put(b(`k${i % 5}`), b(`v${i}`), 0n);
-      txn.end();
-      await taker.take(i);
-    }
+    const { s, dir, snaps, taker } = await snapshotted(3 * (MAX_DELTAS + 1), (i) => `k${i % 5}`);
     const files = fs.readdirSync(dir).sort();
     expect(files.filter((f) => f.endsWith(".snap"))).toHaveLength(2);
     expect(files.filter((f) => f.endsWith(".delta"))).toHaveLength(2 * MAX_DELTAS);
@@ -241,16 +236,7 @@ describe("delta snapshots", () => {
   });
 
   it("names the file when a delta is damaged or does not follow the one before it", async () => {
-    const s = new MvccStore();
-    const dir = tempSnapDir();
-    const snaps = new SnapshotStore(dir);
-    const taker = new Snapshotter(snaps, s);
-    for (let i = 1; i <= 4; i++) {
-      const txn = s.write();
-      txn.put(b(`k${i}`), b(`v${i}`), 0n);
-      txn.end();
-      await taker.take(i);
-    }
+    const { dir, snaps, taker } = await snapshotted(4, (i) => `k${i}`);
     expect(taker.kinds).toEqual(["full", "delta", "delta", "delta"]);
     const deltas = fs
       .readdirSync(dir)
