@@ -211,7 +211,6 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
     progress.step("Writing credentials and manifests");
     fs.mkdirSync(dir, { recursive: true });
     const fresh = recordOf(plan, file, ports);
-    const instance = fresh.instance;
     record = fresh;
     writeLab(record);
     writeCredentials(plan, dir);
@@ -224,7 +223,7 @@ export async function up(options: UpOptions): Promise<{ record: LabRecord; loade
       let made: Awaited<ReturnType<typeof createDockerLab>>;
       try {
         made = await createDockerLab(plan, (h) => filesRoot(name, h), {
-          instance,
+          instance: fresh.instance,
           ...(options.baseImage ? { baseImage: options.baseImage } : {}),
         });
       } catch (e) {

@@ -513,7 +513,6 @@ function latestAt(records: KeyValue[] | undefined, rev: number): KeyValue | unde
   return found && found.version > 0 ? found : undefined;
 }
 
-/** How many records (from the tail) survive a compaction at `rev`. */
 /** How many of a key's records (oldest first) a compaction at `rev` keeps: the newest ones. */
 export function recordsKeptByCompaction(records: readonly KeyValue[], rev: number): number {
   // Index of the latest record <= rev: everything before it is invisible to reads at >= rev.

@@ -343,18 +343,13 @@ export class EtcdServer {
 
     const loaded = this.snapshots.loadNewest();
     let snap = loaded?.state;
-    if (loaded)
-      this.snapshotChain = {
-        index: loaded.state.index,
-        revision: loaded.state.store.currentRevision,
-        deltas: loaded.deltas,
-      };
+    if (loaded) this.chainOn(loaded.state, loaded.deltas);
     if (!snap && fresh) {
       if (this.config.initialClusterState === "new") {
         snap = this.bootstrapImage();
         // Durable before anything else, so that a crash right after leaves a consistent member.
         await this.snapshots.save(snap);
-        this.snapshotChain = { index: snap.index, revision: snap.store.currentRevision, deltas: 0 };
+        this.chainOn(snap, 0);
       } else {
         await this.joinExisting(options);
       }
@@ -813,7 +808,7 @@ export class EtcdServer {
     // A snapshot of our own still being written is older: let it land before this one replaces it.
     await this.snapshotWrites;
     await this.snapshots.save(fixed);
-    this.snapshotChain = { index: fixed.index, revision: fixed.store.currentRevision, deltas: 0 };
+    this.chainOn(fixed, 0);
     await this.wal.markSnapshot({ index: snap.metadata.index, term: snap.metadata.term, reset: true });
     // Raft keeps the snapshot's metadata only: a snapshot this member sends later is made then.
     this.raftStorage.applySnapshot({ metadata: snap.metadata, data: NO_DATA });
@@ -1371,15 +1366,11 @@ export class EtcdServer {
     const captureStarted = performance.now();
     const chain = this.snapshotChain;
     const since = !full && chain && chain.deltas < MAX_DELTAS ? this.mvcc.recordsAfter(chain.revision) : undefined;
-    let image: StateSnapshot | SnapshotDelta;
-    if (chain && since) {
-      const state = this.snapshotImage(since);
-      image = { ...state, follows: chain.index, fromRevision: chain.revision };
-      this.snapshotChain = { index: image.index, revision: image.store.currentRevision, deltas: chain.deltas + 1 };
-    } else {
-      image = this.snapshotImage();
-      this.snapshotChain = { index: image.index, revision: image.store.currentRevision, deltas: 0 };
-    }
+    const image: StateSnapshot | SnapshotDelta =
+      chain && since
+        ? { ...this.snapshotImage(since), follows: chain.index, fromRevision: chain.revision }
+        : this.snapshotImage();
+    this.chainOn(image, chain && since ? chain.deltas + 1 : 0);
     const confState = this.raw.raft.tracker.confState();
     this.snapshotIndex = image.index;
     const captureMs = Math.round(performance.now() - captureStarted);
@@ -1413,6 +1404,11 @@ export class EtcdServer {
         });
       })
       .catch((err: unknown) => this.failStorage(err));
+  }
+
+  /** The next delta follows on from `snapshot`, itself `deltas` deltas after a full one. */
+  private chainOn(snapshot: StateSnapshot, deltas: number): void {
+    this.snapshotChain = { index: snapshot.index, revision: snapshot.store.currentRevision, deltas };
   }
 
   /** Returns compacted space (db size falls to what is in use) and rewrites the snapshot. */

@@ -88,10 +88,6 @@ export async function createDockerLab(
   return { image: image.ref, imageBuilt: image.built, imageSeconds: image.seconds };
 }
 
-/**
- * Each rebuilt project gets a new node image (~150 MB): remove the older ones that no container
- * uses (an image in use by any lab, running or stopped, stays).
- */
 /** An object `lab up` would create is already there (a line per object, saying whose it is). */
 export class DockerConflictError extends Error {
   constructor(lab: string, conflicts: readonly string[]) {
@@ -134,6 +130,10 @@ export async function dockerConflicts(docker: Dockerode, plan: Plan): Promise<st
   return [...found].map(([what, whose]) => `${what} (${whose})`);
 }
 
+/**
+ * Each rebuilt project gets a new node image (~150 MB): remove the older ones that no container
+ * uses (an image in use by any lab, running or stopped, stays).
+ */
 async function pruneNodeImages(docker: Dockerode, keep: string): Promise<void> {
   const images = await docker.listImages({ filters: { label: ["lab.dev/image=node"] } });
   for (const img of images) {
