@@ -3,8 +3,8 @@
  * (fsync on, fresh data directories, loopback), driven by the same load generator: the `etcd3`
  * npm client. Prints each figure for both and the ratio ours/etcd.
  *
- *   npm run bench                       # all phases, 5 s each
- *   LAB_BENCH_SECONDS=10 npm run bench  # longer phases
+ *   npm run bench                       # all phases, 30 s per side each, in 15 alternating slices
+ *   LAB_BENCH_SECONDS=10 npm run bench  # shorter phases (LAB_BENCH_SLICES: how many slices)
  *   LAB_BENCH_WARMUP_SECONDS=0 npm run bench  # no unmeasured warm-up first (default 20 s)
  *   npm run bench:cluster               # three-member clusters and failover: bench/cluster.ts
  *
@@ -13,13 +13,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Etcd3 } from "etcd3";
+import { Etcd3, type Watcher } from "etcd3";
 import { memberArgs } from "../src/etcd/member-args.js";
 import { memberProcessArgs } from "../src/etcd/node-flags.js";
 import {
   alternately,
   CONNECTIONS,
-  type DriveResult,
   describeErrors,
   driveStretch,
   fmt,
@@ -39,7 +38,6 @@ import {
   type Stretch,
   sleep,
   stopChild,
-  summarize,
   tempDir,
   track,
   WARMUP_SECONDS,
@@ -96,17 +94,7 @@ async function startServer(kind: "lab" | "etcd"): Promise<Server> {
   };
 }
 
-/** The single-member phases expect no failures: the first one aborts the run, as it always did. */
-async function drive(
-  endpoint: string,
-  connections: number,
-  perConnection: number,
-  op: (client: Etcd3, loop: number, i: number) => Promise<unknown>,
-): Promise<DriveResult> {
-  return summarize([await slice(endpoint, connections, perConnection, op, SECONDS)]);
-}
-
-/** One slice of a phase run alternately on both sides; failures abort the run, as in drive(). */
+/** One slice of a phase run alternately on both sides; the single-member phases expect no failures: the first aborts the run. */
 async function slice(
   endpoint: string,
   connections: number,
@@ -121,31 +109,62 @@ async function slice(
   return stretch;
 }
 
-async function watchEventsPerSec(endpoint: string): Promise<number> {
-  const watcherClient = new Etcd3({ hosts: endpoint });
-  const watcher = await watcherClient.watch().prefix("watch-bench/").create();
-  let received = 0;
-  let firstAt = 0;
-  let lastAt = 0;
+/**
+ * One side's watcher on watch-bench/, kept open for the whole watch phase, which runs in
+ * alternating slices like the load phases (it ran in one piece per side until stop 24, and a
+ * drift of the VM within the minute put the whole of it on one side).
+ */
+interface WatchSide {
+  readonly client: Etcd3;
+  readonly watcher: Watcher;
+  received: number;
+  /** When the current slice's first and latest events arrived (performance.now()). */
+  firstAt: number;
+  lastAt: number;
+}
+
+async function openWatch(endpoint: string): Promise<WatchSide> {
+  const client = new Etcd3({ hosts: endpoint });
+  const watcher = await client.watch().prefix("watch-bench/").create();
+  const side: WatchSide = { client, watcher, received: 0, firstAt: 0, lastAt: 0 };
   watcher.on("put", () => {
-    if (received === 0) firstAt = performance.now();
-    received++;
-    lastAt = performance.now();
+    if (side.firstAt === 0) side.firstAt = performance.now();
+    side.received++;
+    side.lastAt = performance.now();
   });
-  let sent = 0;
-  await drive(endpoint, CONNECTIONS, PER_CONNECTION, (client, loop, i) => {
-    sent++;
-    return client
-      .put(`watch-bench/${loop}/${i % 100}`)
-      .value("v")
-      .exec();
-  });
+  return side;
+}
+
+async function closeWatch(side: WatchSide): Promise<void> {
+  await side.watcher.cancel();
+  side.client.close();
+}
+
+/**
+ * Puts from 128 clients for `seconds` while the side's watcher receives them; the slice ends when
+ * every acknowledged put has arrived as an event. Its rate is events over the time between the
+ * slice's first and last event.
+ */
+async function watchSlice(endpoint: string, side: WatchSide, seconds: number): Promise<Stretch> {
+  const before = side.received;
+  side.firstAt = 0;
+  const puts = await slice(
+    endpoint,
+    CONNECTIONS,
+    PER_CONNECTION,
+    (client, loop, i) =>
+      client
+        .put(`watch-bench/${loop}/${i % 100}`)
+        .value("v")
+        .exec(),
+    seconds,
+  );
+  const acknowledged = puts.latencies.length;
   const deadline = performance.now() + 30_000;
-  while (received < sent && performance.now() < deadline) await sleep(20);
-  await watcher.cancel();
-  watcherClient.close();
-  if (received < sent) throw new Error(`watch lost events: ${received} of ${sent}`);
-  return received / ((lastAt - firstAt) / 1000);
+  while (side.received - before < acknowledged && performance.now() < deadline) await sleep(20);
+  const received = side.received - before;
+  if (received < acknowledged) throw new Error(`watch lost events: ${received} of ${acknowledged}`);
+  return { ...puts, elapsedMs: side.lastAt - side.firstAt };
 }
 
 async function rssAfterKeys(server: Server): Promise<number> {
@@ -167,8 +186,8 @@ async function rssAfterKeys(server: Server): Promise<number> {
 }
 
 /**
- * Both servers side by side: the load phases in alternating slices (alternately), the watch and
- * memory phases on one and then at once on the other (onBothSides).
+ * Both servers side by side: the load and watch phases in alternating slices (alternately), the
+ * memory phase on one and then at once on the other (onBothSides).
  */
 async function measureBoth(): Promise<{ lab: Figures; etcd: Figures }> {
   const servers = { lab: await startServer("lab"), etcd: await startServer("etcd") };
@@ -191,13 +210,18 @@ async function measureBoth(): Promise<{ lab: Figures; etcd: Figures }> {
         secs,
       ),
     );
-    const watch = await each("watch events", (s) => watchEventsPerSec(s.endpoint));
+    const watchers = { lab: await openWatch(servers.lab.endpoint), etcd: await openWatch(servers.etcd.endpoint) };
+    const watch = await alternately(`watch events, ${CONNECTIONS * PER_CONNECTION} clients putting`, (side, secs) =>
+      watchSlice(servers[side].endpoint, watchers[side], secs),
+    );
+    await closeWatch(watchers.lab);
+    await closeWatch(watchers.etcd);
     const rss = await each(`memory at ${KEYS_FOR_MEMORY} keys`, (s) => rssAfterKeys(s));
     const figures = (kind: Side): Figures => ({
       ...putFigures(one[kind], many[kind]),
       rangesPerSec128: ranges[kind].perSec,
       p99Range128: ranges[kind].p99,
-      watchEventsPerSec: watch[kind],
+      watchEventsPerSec: watch[kind].perSec,
       rssMiB100k: rss[kind],
     });
     return { lab: figures("lab"), etcd: figures("etcd") };
