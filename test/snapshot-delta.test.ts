@@ -277,4 +277,26 @@ describe("delta snapshots", () => {
     );
     expect(decodeSnapshotFile(encodeSnapshot(d2), "d2")).toEqual(d2);
   });
+
+  it("decodes a key's records with one shared copy of the key", () => {
+    const s = new MvccStore();
+    for (const [k, v] of [
+      ["a", "1"],
+      ["a", "2"],
+      ["b", "3"],
+      ["a", "4"],
+      ["b", "5"],
+    ] as const) {
+      const txn = s.write();
+      txn.put(b(k), b(v), 0n);
+      txn.end();
+    }
+    const decoded = decodeSnapshotFile(encodeSnapshot(stateOf(s, 5)), "full");
+    const [a1, a2, a4, b3, b5] = decoded.store.records;
+    expect(decoded.store.records.map((r) => `${r.key}=${r.value}`)).toEqual(["a=1", "a=2", "a=4", "b=3", "b=5"]);
+    expect(a2?.key).toBe(a1?.key);
+    expect(a4?.key).toBe(a1?.key);
+    expect(b5?.key).toBe(b3?.key);
+    expect(b3?.key).not.toBe(a1?.key);
+  });
 });

@@ -191,6 +191,40 @@ describe("write-ahead log", () => {
     expect(() => Wal.open(dir, { fsync: true })).toThrow(WalCorruptionError);
   });
 
+  it("leaves out the entries a snapshot holds (skipEntriesThrough), still checking them, and knows the last index", async () => {
+    const dir = tempDir("wal");
+    const { wal } = Wal.open(dir, { fsync: true, segmentBytes: 150 });
+    for (let i = 1; i <= 10; i++) await wal.append([entry(i)]);
+    // A new leader's entries replace 8 and what followed, then the log goes on to 12.
+    await wal.append([{ index: 8, term: 2, data: Buffer.from("re-8") }]);
+    for (let i = 9; i <= 12; i++) await wal.append([{ index: i, term: 2, data: Buffer.from(`re-${i}`) }]);
+    await wal.close();
+    expect(segments(dir).length).toBeGreaterThan(2);
+    const whole = Wal.open(dir, { fsync: true });
+    await whole.wal.close();
+    const shape = (es: readonly WalEntry[]) => es.map((e) => [e.index, e.term, e.data.toString()]);
+    for (let skip = 0; skip <= 13; skip++) {
+      const opened = Wal.open(dir, { fsync: true, skipEntriesThrough: skip });
+      expect(shape(opened.contents.entries)).toEqual(shape(whole.contents.entries.filter((e) => e.index > skip)));
+      expect(opened.wal.lastEntryIndex).toBe(12);
+      await opened.wal.close();
+    }
+    // A rewrite below the skipped range still drops everything after it.
+    const again = Wal.open(dir, { fsync: true });
+    await again.wal.append([{ index: 3, term: 3, data: Buffer.from("re-3") }]);
+    await again.wal.close();
+    const skipped = Wal.open(dir, { fsync: true, skipEntriesThrough: 9 });
+    expect(skipped.contents.entries).toEqual([]);
+    expect(skipped.wal.lastEntryIndex).toBe(3);
+    await skipped.wal.close();
+    // A damaged entry is found even where its data would be skipped.
+    const first = path.join(dir, segments(dir)[0] as string);
+    const data = fs.readFileSync(first);
+    data[40] = (data[40] as number) ^ 0xff;
+    fs.writeFileSync(first, data);
+    expect(() => Wal.open(dir, { fsync: true, skipEntriesThrough: 9 })).toThrow(WalCorruptionError);
+  });
+
   it("rolls segments and reads entries across them in order", async () => {
     const dir = tempDir("wal");
     await writeEntries(dir, 60, { segmentBytes: 256 });

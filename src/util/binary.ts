@@ -146,6 +146,15 @@ export class BinaryReader {
     return v;
   }
 
+  /** Like bytes(), but returns `same` itself when the bytes are equal to it (no copy). */
+  bytesOrSame(same: Buffer | undefined): Buffer {
+    const n = this.u32();
+    this.need(n);
+    const view = this.buf.subarray(this.off, this.off + n);
+    this.off += n;
+    return same !== undefined && view.equals(same) ? same : Buffer.from(view);
+  }
+
   string(): string {
     return this.bytes().toString("utf8");
   }

@@ -279,14 +279,25 @@ export class MvccStore {
     this.compactRev = image.compactedRevision;
     this.compactedOnce = image.compactedRevision > 0;
     this.liveBytes = EMPTY_DB_SIZE;
-    const byRevision = new Map<number, MvccEvent[]>();
+    // The history, filled in place: slot i holds revision historyStart + i, as one event or, for
+    // a transaction, an array of them (a Map of arrays per revision cost more than the rest).
+    this.historyStart = Math.max(this.compactRev, 1);
+    const history: Array<MvccEvent | MvccEvent[] | readonly MvccEvent[]> = new Array(this.rev - this.historyStart + 1);
+    let key = "";
+    let keyBytes: Buffer | undefined;
+    let list: KeyValue[] = [];
     for (const r of image.records) {
-      const key = r.key.toString("latin1");
-      let list = this.byKey.get(key);
-      if (!list) {
-        list = [];
-        this.byKey.set(key, list);
-        this.keys.insert(key);
+      // A key's records come together (oldest first), and often share one key buffer.
+      if (r.key !== keyBytes && !(keyBytes !== undefined && r.key.equals(keyBytes))) {
+        keyBytes = r.key;
+        key = r.key.toString("latin1");
+        const known = this.byKey.get(key);
+        if (known) list = known;
+        else {
+          list = [];
+          this.byKey.set(key, list);
+          this.keys.insert(key);
+        }
       }
       const prev = list[list.length - 1];
       list.push(r);
@@ -294,18 +305,21 @@ export class MvccStore {
       if (r.modRevision >= this.compactRev) {
         const prevKv = prev && prev.version > 0 ? prev : undefined;
         const event: MvccEvent = { type: r.version > 0 ? "PUT" : "DELETE", kv: r, prevKv };
-        const events = byRevision.get(r.modRevision);
-        if (events) events.push(event);
-        else byRevision.set(r.modRevision, [event]);
+        const slot = r.modRevision - this.historyStart;
+        const there = history[slot];
+        if (there === undefined) history[slot] = event;
+        else if (Array.isArray(there)) (there as MvccEvent[]).push(event);
+        else history[slot] = [there as MvccEvent, event];
       }
     }
     this.allocatedBytes = this.liveBytes;
-    this.history = [];
-    this.historyStart = Math.max(this.compactRev, 1);
-    for (let rev = this.historyStart; rev <= this.rev; rev++) {
-      // Sub-revision order within a revision is not kept in the image; key order stands in for it.
-      this.history.push(packEvents(byRevision.get(rev) ?? []));
+    // Sub-revision order within a revision is not kept in the image; key order stands in for it.
+    for (let i = 0; i < history.length; i++) {
+      const h = history[i];
+      if (h === undefined) history[i] = NO_EVENTS;
+      else if (Array.isArray(h) && h.length > 2) history[i] = h.slice(); // tight, as packEvents keeps them
     }
+    this.history = history as Array<MvccEvent | readonly MvccEvent[]>;
     if (this.leaseListener) {
       for (const [key, list] of this.byKey) {
         const last = list[list.length - 1];

@@ -370,7 +370,10 @@ export class EtcdServer {
       );
     }
 
-    const { wal, contents } = Wal.open(walDir, { fsync: !this.config.unsafeNoFsync });
+    const { wal, contents } = Wal.open(walDir, {
+      fsync: !this.config.unsafeNoFsync,
+      skipEntriesThrough: this.applied,
+    });
     this.wal = wal;
     for (const w of contents.warnings) this.log.warn(w);
     if (contents.hardState) this.raftStorage.setHardState(toRaftHardState(contents.hardState));

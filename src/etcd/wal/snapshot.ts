@@ -225,8 +225,11 @@ export function decodeSnapshotFile(data: Buffer, label: string): StateSnapshot |
     const currentRevision = r.u64();
     const compactedRevision = r.u64();
     const records: KeyValue[] = [];
+    let previousKey: Buffer | undefined;
     for (let n = r.u32(); n > 0; n--) {
-      const key = r.bytes();
+      // A full snapshot lists each key's records together: they share one copy of the key.
+      const key = r.bytesOrSame(previousKey);
+      previousKey = key;
       const createRevision = r.u64();
       const modRevision = r.u64();
       const version = r.u64();
