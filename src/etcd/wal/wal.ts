@@ -589,16 +589,13 @@ function parseSegment(file: string, data: Buffer, isLast: boolean, skipEntriesTh
         const index = u64At(data, at);
         const term = u64At(data, at + 8);
         const skipped = index <= skipEntriesThrough;
-        records.push({
-          type,
-          entry: {
-            index,
-            term,
-            ...(type === RecordType.ConfEntry ? { type: "confChange" as const } : {}),
-            data: skipped ? NO_DATA : entryCopier.copy(data.subarray(at + 16, end)),
-          },
-          ...(skipped ? { skipped } : {}),
-        });
+        const bytes = skipped ? NO_DATA : entryCopier.copy(data.subarray(at + 16, end));
+        // Object literals of fixed shapes: spreads cost more than the rest of a record's parsing.
+        const entry: WalEntry =
+          type === RecordType.ConfEntry
+            ? { index, term, type: "confChange", data: bytes }
+            : { index, term, data: bytes };
+        records.push(skipped ? { type, entry, skipped } : { type, entry });
         break;
       }
       case RecordType.HardState:
