@@ -133,7 +133,7 @@ export interface WalOptions {
   /**
    * Entries at or below this index are checked (checksums, order) but left out of `contents`:
    * the caller holds them in a snapshot. Copying every entry a 64 MB segment holds only to drop
-   * most of them took a fifth of a restart's time. 0 (the default) keeps them all.
+   * most of them was a large part of a restart's time. 0 (the default) keeps them all.
    */
   readonly skipEntriesThrough?: number;
 }
