@@ -269,11 +269,21 @@ export function applyDeltas(
 ): StateSnapshot {
   if (deltas.length === 0) return base;
   const byKey = new Map<string, KeyValue[]>();
+  // A full snapshot's records of one key come together with one key buffer: one lookup for them.
+  let lastKey: Buffer | undefined;
+  let list: KeyValue[] = [];
   const add = (r: KeyValue): void => {
-    const key = r.key.toString("latin1");
-    const list = byKey.get(key);
-    if (list) list.push(r);
-    else byKey.set(key, [r]);
+    if (r.key !== lastKey) {
+      lastKey = r.key;
+      const key = r.key.toString("latin1");
+      const known = byKey.get(key);
+      if (known) list = known;
+      else {
+        list = [];
+        byKey.set(key, list);
+      }
+    }
+    list.push(r);
   };
   for (const r of base.store.records) add(r);
   let previous: StateSnapshot = base;
