@@ -32,6 +32,7 @@ import {
   freePort,
   LAB_CLI,
   median,
+  ONE_CLIENT_SLICES,
   onBothSides,
   PER_CONNECTION,
   type PutFigures,
@@ -353,14 +354,22 @@ async function measureBoth(): Promise<Record<Kind, Figures>> {
       clusters[kind] = await Cluster.start(kind);
     });
     const cluster = (kind: Kind): Cluster => clusters[kind] as Cluster;
-    const each = (label: string, run: (hosts: string[], seconds: number) => Promise<Stretch>) =>
-      alternately(label, async (kind, seconds) => {
-        const r = await run(cluster(kind).endpoints, seconds);
-        if (r.errors > 0) process.stderr.write(`${kind}:   ${r.errors} errors: ${describeErrors(r.errorMessages)}\n`);
-        return r;
-      });
+    const each = (label: string, run: (hosts: string[], seconds: number) => Promise<Stretch>, slices?: number) =>
+      alternately(
+        label,
+        async (kind, seconds) => {
+          const r = await run(cluster(kind).endpoints, seconds);
+          if (r.errors > 0) process.stderr.write(`${kind}:   ${r.errors} errors: ${describeErrors(r.errorMessages)}\n`);
+          return r;
+        },
+        slices,
+      );
     await onBothSides(`warm-up, ${WARMUP_SECONDS} s (not measured)`, (kind) => warmUp(cluster(kind).endpoints));
-    const one = await each("puts, 1 client", (hosts, secs) => driveStretch(hosts, 1, 1, putFromOneClient, secs));
+    const one = await each(
+      "puts, 1 client",
+      (hosts, secs) => driveStretch(hosts, 1, 1, putFromOneClient, secs),
+      ONE_CLIENT_SLICES,
+    );
     const many = await each(`puts, ${MANY} clients`, (hosts, secs) =>
       driveStretch(hosts, CONNECTIONS, PER_CONNECTION, putFromManyClients, secs),
     );

@@ -4,7 +4,7 @@
  * npm client. Prints each figure for both and the ratio ours/etcd.
  *
  *   npm run bench                       # all phases, 30 s per side each, in 15 alternating slices
- *   LAB_BENCH_SECONDS=10 npm run bench  # shorter phases (LAB_BENCH_SLICES: how many slices)
+ *   LAB_BENCH_SECONDS=10 npm run bench  # shorter phases (LAB_BENCH_SLICES, LAB_BENCH_ONE_CLIENT_SLICES: how many slices)
  *   LAB_BENCH_WARMUP_SECONDS=0 npm run bench  # no unmeasured warm-up first (default 20 s)
  *   npm run bench:cluster               # three-member clusters and failover: bench/cluster.ts
  *
@@ -24,6 +24,7 @@ import {
   fmt,
   freePort,
   LAB_CLI,
+  ONE_CLIENT_SLICES,
   onBothSides,
   PER_CONNECTION,
   type PutFigures,
@@ -195,8 +196,10 @@ async function measureBoth(): Promise<{ lab: Figures; etcd: Figures }> {
     const each = <T>(label: string, run: (server: Server) => Promise<T>): Promise<Record<Side, T>> =>
       onBothSides(label, (side) => run(servers[side]));
     await each(`warm-up, ${WARMUP_SECONDS} s (not measured)`, (s) => warmUp(s.endpoint));
-    const one = await alternately("puts, 1 client", (side, secs) =>
-      slice(servers[side].endpoint, 1, 1, putFromOneClient, secs),
+    const one = await alternately(
+      "puts, 1 client",
+      (side, secs) => slice(servers[side].endpoint, 1, 1, putFromOneClient, secs),
+      ONE_CLIENT_SLICES,
     );
     const many = await alternately(`puts, ${CONNECTIONS * PER_CONNECTION} clients`, (side, secs) =>
       slice(servers[side].endpoint, CONNECTIONS, PER_CONNECTION, putFromManyClients, secs),
